@@ -1,0 +1,352 @@
+"""Signal processing core: windows, STFT/iSTFT, mel filterbanks and the forward mel transform.
+
+Everything here is torch, works on any leading batch dimensions and any device, and never
+touches files or the terminal. Shapes: audio ``(..., samples)``, complex STFT
+``(..., n_freqs, frames)``, mel ``(..., n_mels, frames)``.
+
+The STFT here and :func:`istft` are an exact pair for every padding convention a
+:class:`~melinvert.config.MelConfig` can name (centred, HiFi-GAN's half-overlap reflect pad,
+none): ``istft(stft(x)) == x`` to rounding wherever the frames cover the signal.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import MelConfig, resolve_config
+from .errors import MelinvertError, check
+
+# ---------------------------------------------------------------------- devices and arrays
+
+
+def resolve_device(device: str | torch.device | None, like: torch.Tensor | None = None) -> torch.device:
+    """``None``: the device of ``like`` (CPU for numpy input); ``"auto"``: CUDA if present."""
+    if device is None:
+        return like.device if like is not None else torch.device("cpu")
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise MelinvertError(f"device={device!r} is not a device name (auto, cpu, cuda, cuda:N)") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MelinvertError(f"device={device!r} asked for, but no CUDA device is available")
+    return dev
+
+
+def as_tensor(
+    x: Any, *, name: str, device: str | torch.device | None = None
+) -> tuple[torch.Tensor, bool, torch.dtype]:
+    """Validate a float array and return ``(tensor, was_numpy, dtype)``.
+
+    numpy float32/float64 and torch floating tensors are accepted; integers, complex values,
+    NaN or Inf are a :class:`MelinvertError` naming ``name``.
+    """
+    if isinstance(x, torch.Tensor):
+        check(
+            x.is_floating_point(),
+            f"{name} must be a floating-point tensor, got dtype {str(x.dtype).replace('torch.', '')}",
+        )
+        t = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        was_numpy = False
+    else:
+        try:
+            arr = np.asarray(x)
+        except (TypeError, ValueError) as e:
+            raise MelinvertError(f"{name} must be a numpy array or torch tensor: {e}") from None
+        check(
+            arr.dtype.kind == "f",
+            f"{name} must be a floating-point array, got dtype {arr.dtype}"
+            + (" (integer PCM: divide by 32768 for 16-bit)" if arr.dtype.kind in "iu" else ""),
+        )
+        if arr.dtype not in (np.float32, np.float64):
+            arr = arr.astype(np.float32)
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+        was_numpy = True
+    dtype = t.dtype
+    check(t.numel() > 0, f"{name} is empty (shape {tuple(t.shape)})")
+    check(bool(torch.isfinite(t).all()), f"{name} contains NaN or Inf")
+    t = t.to(resolve_device(device, t if not was_numpy else None))
+    return t, was_numpy, dtype
+
+
+def to_output(t: torch.Tensor, was_numpy: bool, dtype: torch.dtype) -> Any:
+    """Return ``t`` in the caller's kind: numpy (on the CPU) or torch, in ``dtype``."""
+    t = t.to(dtype)
+    if was_numpy:
+        return t.detach().cpu().numpy()
+    return t
+
+
+# ---------------------------------------------------------------------- windows
+
+
+def _window_np(name: str, length: int) -> np.ndarray:
+    n = np.arange(length, dtype=np.float64)
+    if name == "rect":
+        return np.ones(length)
+    x = 2.0 * np.pi * n / length  # periodic ("fftbins=True")
+    if name == "hann":
+        return 0.5 - 0.5 * np.cos(x)
+    if name == "hamming":
+        return 0.54 - 0.46 * np.cos(x)
+    if name == "blackman":
+        return 0.42 - 0.5 * np.cos(x) + 0.08 * np.cos(2 * x)
+    raise MelinvertError(f"unknown window {name!r}")  # pragma: no cover - validated by MelConfig
+
+
+@functools.lru_cache(maxsize=64)
+def _window_cached(name: str, win_length: int, n_fft: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    w = np.zeros(n_fft)
+    left = (n_fft - win_length) // 2
+    w[left : left + win_length] = _window_np(name, win_length)
+    return torch.as_tensor(w, dtype=dtype, device=device)
+
+
+def window(config: MelConfig, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The analysis window, zero-padded in the centre to ``n_fft``: shape ``(n_fft,)``.
+
+    Periodic, as ``scipy.signal.get_window(name, win_length, fftbins=True)`` and
+    ``torch.hann_window(win_length)``; cached on every argument.
+    """
+    return _window_cached(config.window, config.win_length, config.n_fft, dtype, torch.device(device))
+
+
+# ---------------------------------------------------------------------- mel filterbank
+
+
+def hz_to_mel(freqs: np.ndarray | float, scale: str = "slaney") -> np.ndarray:
+    """Hz -> mel on the Slaney (Auditory Toolbox) or HTK scale, float64."""
+    f = np.asarray(freqs, dtype=np.float64)
+    if scale == "htk":
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = math.log(6.4) / 27.0
+    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, min_log_hz) / min_log_hz) / logstep, f / f_sp)
+
+
+def mel_to_hz(mels: np.ndarray | float, scale: str = "slaney") -> np.ndarray:
+    """mel -> Hz, the inverse of :func:`hz_to_mel`, float64."""
+    m = np.asarray(mels, dtype=np.float64)
+    if scale == "htk":
+        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+    f_sp = 200.0 / 3
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = math.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+@functools.lru_cache(maxsize=32)
+def _mel_basis_np(
+    sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float, scale: str, norm: str | None
+) -> np.ndarray:
+    fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    mel_pts = np.linspace(hz_to_mel(fmin, scale), hz_to_mel(fmax, scale), n_mels + 2)
+    hz_pts = mel_to_hz(mel_pts, scale)
+    fdiff = np.diff(hz_pts)
+    ramps = hz_pts[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    basis = np.maximum(0.0, np.minimum(lower, upper))
+    if norm == "slaney":
+        basis *= (2.0 / (hz_pts[2 : n_mels + 2] - hz_pts[:n_mels]))[:, None]
+    basis.flags.writeable = False
+    return basis
+
+
+def mel_basis_np(config: MelConfig) -> np.ndarray:
+    """The mel filterbank in float64 numpy, shape ``(n_mels, n_freqs)`` (read-only, cached)."""
+    return _mel_basis_np(
+        config.sample_rate, config.n_fft, config.n_mels, float(config.fmin), float(config.fmax_hz),
+        config.mel_scale, config.mel_norm,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _mel_basis_torch(key: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(np.array(_mel_basis_np(*key)), dtype=dtype, device=device)
+
+
+def mel_basis(config: MelConfig, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The mel filterbank as a torch tensor ``(n_mels, n_freqs)``.
+
+    Cached on every parameter that shapes it (rate, n_fft, n_mels, fmin, fmax, scale, norm),
+    the dtype and the device, so a change in any of them builds a new one.
+    """
+    key = (
+        config.sample_rate, config.n_fft, config.n_mels, float(config.fmin), float(config.fmax_hz),
+        config.mel_scale, config.mel_norm,
+    )
+    return _mel_basis_torch(key, dtype, torch.device(device))
+
+
+# ---------------------------------------------------------------------- STFT / iSTFT
+
+
+def pad_signal(x: torch.Tensor, config: MelConfig) -> torch.Tensor:
+    """Pad ``(..., samples)`` by ``config.pad`` each side in ``config.pad_mode``."""
+    p = config.pad
+    if p == 0:
+        return x
+    shape = x.shape
+    flat = x.reshape(-1, 1, shape[-1])
+    mode = "reflect" if config.pad_mode == "reflect" else "constant"
+    out = F.pad(flat, (p, p), mode=mode)
+    return out.reshape(*shape[:-1], out.shape[-1])
+
+
+def check_length(n_samples: int, config: MelConfig) -> None:
+    """Raise a clear error when ``n_samples`` is too short for one frame."""
+    check(
+        n_samples >= config.min_samples,
+        f"audio has {n_samples} samples, fewer than the {config.min_samples} one frame needs "
+        f"(n_fft={config.n_fft}, padding={config.padding})",
+    )
+
+
+def stft(x: torch.Tensor, config: MelConfig) -> torch.Tensor:
+    """Complex STFT as the config frames it.
+
+    Parameters
+    ----------
+    x : torch.Tensor [shape=(..., samples), real]
+    config : MelConfig
+
+    Returns
+    -------
+    torch.Tensor [shape=(..., n_freqs, frames), complex]
+        All frames, the one Whisper drops included; ``frames = config.n_frames(samples)``
+        (+1 with ``drop_last_frame``).
+    """
+    check_length(x.shape[-1], config)
+    xp = pad_signal(x, config)
+    w = window(config, dtype=x.dtype, device=x.device)
+    frames = xp.unfold(-1, config.n_fft, config.hop_length)  # (..., T, n_fft) view
+    spec = torch.fft.rfft(frames * w, dim=-1)
+    return spec.transpose(-1, -2)
+
+
+class OverlapAdd:
+    """Precomputed inverse STFT for one config, length and device (used in every GL iteration).
+
+    Holds the synthesis window and the inverse of the overlap-added squared window, so each
+    call is one ``irfft``, one multiply and one overlap-add.
+    """
+
+    def __init__(self, config: MelConfig, n_frames: int, *, dtype: torch.dtype, device: torch.device):
+        self.config = config
+        self.n_frames = n_frames
+        n_fft, hop = config.n_fft, config.hop_length
+        self.padded_len = n_fft + hop * (n_frames - 1)
+        self.window = window(config, dtype=dtype, device=device)
+        env = self._ola((self.window**2).expand(n_frames, n_fft).unsqueeze(0))[0]
+        tiny = torch.finfo(dtype).tiny ** 0.5
+        self.inv_env = torch.where(env > tiny, 1.0 / env.clamp_min(tiny), torch.zeros_like(env))
+        self.pad = config.pad
+
+    def _ola(self, frames: torch.Tensor) -> torch.Tensor:
+        """Overlap-add ``(B, T, n_fft)`` frames into ``(B, padded_len)``."""
+        n_fft, hop = self.config.n_fft, self.config.hop_length
+        b, t, _ = frames.shape
+        if n_fft % hop == 0:
+            r = n_fft // hop
+            chunks = frames.reshape(b, t, r, hop)
+            out = frames.new_zeros(b, t + r - 1, hop)
+            for i in range(r):
+                out[:, i : i + t] += chunks[:, :, i]
+            return out.reshape(b, -1)
+        folded = F.fold(
+            frames.transpose(1, 2), output_size=(1, self.padded_len), kernel_size=(1, n_fft), stride=(1, hop)
+        )
+        return folded.reshape(b, -1)
+
+    def __call__(self, spec: torch.Tensor, length: int) -> torch.Tensor:
+        """Least-squares inverse of :func:`stft`: ``(..., n_freqs, T)`` complex -> ``(..., length)``."""
+        lead = spec.shape[:-2]
+        frames = torch.fft.irfft(spec.transpose(-1, -2), n=self.config.n_fft, dim=-1)
+        frames = frames.reshape(-1, self.n_frames, self.config.n_fft) * self.window
+        y = self._ola(frames) * self.inv_env
+        y = y[:, self.pad : self.pad + length]
+        if y.shape[-1] < length:
+            y = F.pad(y, (0, length - y.shape[-1]))
+        return y.reshape(*lead, length)
+
+
+def istft(spec: torch.Tensor, config: MelConfig, length: int | None = None) -> torch.Tensor:
+    """Inverse of :func:`stft` (least-squares overlap-add with the analysis window).
+
+    Parameters
+    ----------
+    spec : torch.Tensor [shape=(..., n_freqs, frames), complex]
+    config : MelConfig
+    length : int, optional
+        Output samples; default: the longest signal the frames cover once padding is removed.
+
+    Returns
+    -------
+    torch.Tensor [shape=(..., length), real]
+    """
+    t = spec.shape[-1]
+    if length is None:
+        length = config.n_fft + config.hop_length * (t - 1) - 2 * config.pad
+    real_dtype = spec.real.dtype
+    return OverlapAdd(config, t, dtype=real_dtype, device=spec.device)(spec, length)
+
+
+# ---------------------------------------------------------------------- mel
+
+
+def magnitude(spec: torch.Tensor, config: MelConfig) -> torch.Tensor:
+    """``|X| ** power`` with the config's epsilon convention; ``(..., n_freqs, frames)``."""
+    power = spec.real.square() + spec.imag.square()
+    if config.mag_eps > 0:
+        power = power + config.mag_eps if config.mag_eps_mode == "add" else power.clamp_min(config.mag_eps)
+    if config.power == 2:
+        return power
+    if config.power == 1:
+        return power.sqrt()
+    return power.pow(config.power / 2)
+
+
+def linear_mel(x: torch.Tensor, config: MelConfig) -> torch.Tensor:
+    """Uncompressed mel of audio ``(..., samples)`` -> ``(..., n_mels, frames)``."""
+    spec = stft(x, config)
+    if config.drop_last_frame:
+        spec = spec[..., :-1]
+    mag = magnitude(spec, config)
+    fb = mel_basis(config, dtype=x.dtype, device=x.device)
+    return torch.matmul(fb, mag)
+
+
+def mel_spectrogram(y: Any, config: MelConfig | str, *, device: str | torch.device | None = None) -> Any:
+    """Mel spectrogram of audio, exactly as the config's original project computes it.
+
+    Parameters
+    ----------
+    y : np.ndarray or torch.Tensor [shape=(..., samples), float in [-1, 1]]
+        Audio at ``config.sample_rate``. float64 in stays float64.
+    config : MelConfig or str
+        A config or a preset name.
+    device : str or torch.device, optional
+        Where to compute (``"auto"``: CUDA if available). Default: the input's device.
+
+    Returns
+    -------
+    np.ndarray or torch.Tensor [shape=(..., n_mels, frames)]
+        The compressed mel, of the same kind (numpy/torch) and dtype as ``y``; numpy results
+        come back on the CPU, torch results stay on the compute device.
+    """
+    config = resolve_config(config)
+    x, was_numpy, dtype = as_tensor(y, name="audio", device=device)
+    check_length(x.shape[-1], config)
+    mel = config.compression.encode(linear_mel(x, config))
+    return to_output(mel, was_numpy, dtype)

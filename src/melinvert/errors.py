@@ -1,0 +1,19 @@
+"""The one exception type melinvert raises for bad input.
+
+Every problem a user can cause (a bad parameter, a malformed file, NaN in a mel, an output that
+already exists) is reported as :class:`MelinvertError` with a one-line message that names the
+value at fault. The command-line interface prints that line and exits with status 2; anything
+else escaping is a bug in melinvert.
+"""
+
+from __future__ import annotations
+
+
+class MelinvertError(ValueError):
+    """Bad input or usage: the message is one line that names the problem."""
+
+
+def check(condition: bool, message: str) -> None:
+    """Raise :class:`MelinvertError` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise MelinvertError(message)
