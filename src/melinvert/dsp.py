@@ -102,14 +102,18 @@ def _window_np(name: str, length: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _window_cached(name: str, win_length: int, n_fft: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def _window_cached(
+    name: str, win_length: int, n_fft: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     w = np.zeros(n_fft)
     left = (n_fft - win_length) // 2
     w[left : left + win_length] = _window_np(name, win_length)
     return torch.as_tensor(w, dtype=dtype, device=device)
 
 
-def window(config: MelConfig, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
+def window(
+    config: MelConfig, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """The analysis window, zero-padded in the centre to ``n_fft``: shape ``(n_fft,)``.
 
     Periodic, as ``scipy.signal.get_window(name, win_length, fftbins=True)`` and
@@ -130,7 +134,9 @@ def hz_to_mel(freqs: np.ndarray | float, scale: str = "slaney") -> np.ndarray:
     min_log_hz = 1000.0
     min_log_mel = min_log_hz / f_sp
     logstep = math.log(6.4) / 27.0
-    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, min_log_hz) / min_log_hz) / logstep, f / f_sp)
+    return np.where(
+        f >= min_log_hz, min_log_mel + np.log(np.maximum(f, min_log_hz) / min_log_hz) / logstep, f / f_sp
+    )
 
 
 def mel_to_hz(mels: np.ndarray | float, scale: str = "slaney") -> np.ndarray:
@@ -166,8 +172,13 @@ def _mel_basis_np(
 def mel_basis_np(config: MelConfig) -> np.ndarray:
     """The mel filterbank in float64 numpy, shape ``(n_mels, n_freqs)`` (read-only, cached)."""
     return _mel_basis_np(
-        config.sample_rate, config.n_fft, config.n_mels, float(config.fmin), float(config.fmax_hz),
-        config.mel_scale, config.mel_norm,
+        config.sample_rate,
+        config.n_fft,
+        config.n_mels,
+        float(config.fmin),
+        float(config.fmax_hz),
+        config.mel_scale,
+        config.mel_norm,
     )
 
 
@@ -176,15 +187,22 @@ def _mel_basis_torch(key: tuple, dtype: torch.dtype, device: torch.device) -> to
     return torch.as_tensor(np.array(_mel_basis_np(*key)), dtype=dtype, device=device)
 
 
-def mel_basis(config: MelConfig, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> torch.Tensor:
+def mel_basis(
+    config: MelConfig, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """The mel filterbank as a torch tensor ``(n_mels, n_freqs)``.
 
     Cached on every parameter that shapes it (rate, n_fft, n_mels, fmin, fmax, scale, norm),
     the dtype and the device, so a change in any of them builds a new one.
     """
     key = (
-        config.sample_rate, config.n_fft, config.n_mels, float(config.fmin), float(config.fmax_hz),
-        config.mel_scale, config.mel_norm,
+        config.sample_rate,
+        config.n_fft,
+        config.n_mels,
+        float(config.fmin),
+        float(config.fmax_hz),
+        config.mel_scale,
+        config.mel_norm,
     )
     return _mel_basis_torch(key, dtype, torch.device(device))
 
