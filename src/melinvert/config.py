@@ -574,9 +574,11 @@ PRESETS: dict[str, Preset] = {
     for p in [
         _preset(
             "hifigan-22k-80",
-            "HiFi-GAN (jik876/hifi-gan), config_v1.json + meldataset.py",
-            "meldataset.mel_spectrogram: reflect pad (n_fft-hop)/2, torch.stft center=False, "
-            "hann_window, sqrt(re^2+im^2+1e-9), librosa slaney mel, log(clamp(x, 1e-5))",
+            "HiFi-GAN (jik876/hifi-gan): config_v1.json + meldataset.py mel_spectrogram",
+            "meldataset.mel_spectrogram: reflect pad (n_fft-hop)/2 each side, torch.stft(center=False, "
+            "hann_window(1024)), sqrt(re^2+im^2+1e-9), librosa.filters.mel slaney (0-8000 Hz), "
+            "log(clamp(x, min=1e-5)); config_v1.json: 22050 Hz, n_fft 1024, hop 256, win 1024, 80 mels",
+            notes="Frames: n_samples // hop. The original's filterbank is stored as float32.",
             sample_rate=22050,
             n_fft=1024,
             hop_length=256,
@@ -592,9 +594,13 @@ PRESETS: dict[str, Preset] = {
         ),
         _preset(
             "tacotron2-22k-80",
-            "Tacotron 2 (NVIDIA/tacotron2), hparams.py + stft.py + layers.TacotronSTFT",
-            "STFT by conv1d after reflect pad n_fft/2 (= centred), scipy periodic hann, "
-            "sqrt(re^2+im^2), librosa slaney mel, log(clamp(x, 1e-5))",
+            "Tacotron 2 (NVIDIA/tacotron2): hparams.py + layers.TacotronSTFT + stft.STFT + "
+            "audio_processing.py",
+            "stft.STFT.transform: reflect pad n_fft/2 each side, conv1d with a periodic scipy hann "
+            "DFT basis at stride hop (= centred frames), sqrt(re^2+im^2) without epsilon; librosa "
+            "slaney mel 0-8000 Hz; audio_processing.dynamic_range_compression: log(clamp(x, min=1e-5))",
+            notes="Differs from hifigan-22k-80 only in padding (centred, frames 1 + n // hop) and in "
+            "having no magnitude epsilon.",
             sample_rate=22050,
             n_fft=1024,
             hop_length=256,
@@ -609,9 +615,10 @@ PRESETS: dict[str, Preset] = {
         ),
         _preset(
             "bigvgan-24k-100",
-            "BigVGAN (NVIDIA/BigVGAN), configs/bigvgan_v2_24khz_100band_256x.json + meldataset.py",
-            "HiFi-GAN's mel function: reflect pad (n_fft-hop)/2, center=False, "
-            "sqrt(re^2+im^2+1e-9), librosa slaney mel, log(clamp(x, 1e-5))",
+            "BigVGAN (NVIDIA/BigVGAN): configs/bigvgan_v2_24khz_100band_256x.json + meldataset.py",
+            "meldataset.mel_spectrogram (HiFi-GAN's): reflect pad (n_fft-hop)//2, torch.stft(center=False), "
+            "sqrt(re^2+im^2+1e-9), librosa slaney mel, log(clamp(x, 1e-5)); config: 24000 Hz, n_fft 1024, "
+            "hop 256, win 1024, 100 mels, fmin 0, fmax null (Nyquist)",
             sample_rate=24000,
             n_fft=1024,
             hop_length=256,
@@ -622,13 +629,14 @@ PRESETS: dict[str, Preset] = {
             power=1.0,
             n_mels=100,
             fmin=0.0,
-            fmax=12000.0,
+            fmax=None,
             compression=_LN5,
         ),
         _preset(
             "bigvgan-44k-128",
-            "BigVGAN (NVIDIA/BigVGAN), configs/bigvgan_v2_44khz_128band_512x.json + meldataset.py",
-            "as bigvgan-24k-100 with 44.1 kHz, n_fft 2048, hop 512, 128 mels, fmax null (Nyquist)",
+            "BigVGAN (NVIDIA/BigVGAN): configs/bigvgan_v2_44khz_128band_512x.json + meldataset.py",
+            "as bigvgan-24k-100 with 44100 Hz, n_fft 2048, hop 512, win 2048, 128 mels, fmin 0, "
+            "fmax null (Nyquist)",
             sample_rate=44100,
             n_fft=2048,
             hop_length=512,
@@ -644,9 +652,11 @@ PRESETS: dict[str, Preset] = {
         ),
         _preset(
             "vocos-24k-100",
-            "Vocos (gemelo-ai/vocos), configs/vocos.yaml + vocos/feature_extractors.py",
-            "torchaudio MelSpectrogram(24000, n_fft 1024, hop 256, n_mels 100, center=True, "
-            "power=1): reflect pad, htk scale, no filter norm; safe_log = log(clip(x, 1e-7))",
+            "Vocos (gemelo-ai/vocos): configs/vocos.yaml + vocos/feature_extractors.py + vocos/modules.py",
+            "MelSpectrogramFeatures(padding='center') = torchaudio MelSpectrogram(24000, n_fft 1024, "
+            "hop 256, n_mels 100, center=True, power=1) with torchaudio defaults: hann, reflect pad, "
+            "htk scale, norm None, f_max sr//2; safe_log = log(clip(x, min=1e-7))",
+            notes="torchaudio builds the filterbank in float32.",
             sample_rate=24000,
             n_fft=1024,
             hop_length=256,
@@ -663,9 +673,12 @@ PRESETS: dict[str, Preset] = {
         ),
         _preset(
             "whisper-16k-80",
-            "Whisper (openai/whisper), whisper/audio.py log_mel_spectrogram",
-            "torch.stft(n_fft 400, hop 160, hann, center reflect), |X|^2, last frame dropped, "
-            "librosa slaney mel (mel_filters.npz), log10(clamp 1e-10), max(x, max-8), (x+4)/4",
+            "Whisper (openai/whisper): whisper/audio.py log_mel_spectrogram (n_mels=80)",
+            "torch.stft(n_fft 400, hop 160, hann_window(400), center=True reflect), last frame dropped, "
+            "|X|^2, mel_filters.npz = librosa.filters.mel(sr=16000, n_fft=400, n_mels=80) (slaney), "
+            "log10(clamp(x, 1e-10)), maximum(x, x.max() - 8), (x + 4) / 4",
+            notes="Whisper takes the maximum over the whole tensor; melinvert over each item, "
+            "which is the same for one clip. Frames: n_samples // 160.",
             sample_rate=16000,
             n_fft=400,
             hop_length=160,
@@ -678,13 +691,13 @@ PRESETS: dict[str, Preset] = {
             fmax=None,
             drop_last_frame=True,
             compression=Compression(kind="whisper", floor=1e-10),
-            notes="Whisper takes the maximum over the whole tensor; melinvert over each item, "
-            "which is the same for one clip.",
         ),
         _preset(
             "whisper-16k-128",
-            "Whisper large-v3 (openai/whisper), whisper/audio.py with n_mels=128",
-            "as whisper-16k-80 with 128 mel bands",
+            "Whisper large-v3 (openai/whisper): whisper/audio.py log_mel_spectrogram (n_mels=128)",
+            "as whisper-16k-80 with mel_128 = librosa.filters.mel(sr=16000, n_fft=400, n_mels=128)",
+            notes="Whisper takes the maximum over the whole tensor; melinvert over each item, "
+            "which is the same for one clip. Frames: n_samples // 160.",
             sample_rate=16000,
             n_fft=400,
             hop_length=160,
@@ -700,9 +713,14 @@ PRESETS: dict[str, Preset] = {
         ),
         _preset(
             "espnet-22k-80",
-            "ESPnet2 TTS (espnet/espnet), egs2/ljspeech/tts1 feats_extract_conf + LogMelFbank",
-            "Stft: torch.stft center reflect, hann; amplitude sqrt(max(re^2+im^2, 1e-10)); "
-            "LogMel: librosa slaney mel fmin 80 fmax 7600, log10(clamp(x, 1e-10))",
+            "ESPnet2 TTS (espnet/espnet): egs2/ljspeech/tts1/run.sh + egs2/TEMPLATE/tts1/tts.sh "
+            "feats_extract_conf + espnet2/tts/feats_extract/log_mel_fbank.py",
+            "layers/stft.Stft: torch.stft(center=True, reflect, hann_window(n_fft)); LogMelFbank: "
+            "sqrt(clamp(re^2+im^2, min=1e-10)); layers/log_mel.LogMel: librosa slaney mel 80-7600 Hz, "
+            "log10(clamp(x, min=1e-10)); run.sh fs 22050, n_fft 1024, n_shift 256, win_length null",
+            notes="ESPnet then applies global_mvn with the dataset's feats_stats.npz: pass "
+            "mean = sum/count and std = sqrt(sum_square/count - mean^2) as compression mean/std. "
+            "ESPnet's Stft computes in float32 whatever the input dtype.",
             sample_rate=22050,
             n_fft=1024,
             hop_length=256,
@@ -716,15 +734,15 @@ PRESETS: dict[str, Preset] = {
             fmin=80.0,
             fmax=7600.0,
             compression=Compression(kind="log10", floor=1e-10),
-            notes="ESPnet then applies global_mvn with the dataset's statistics: pass them as "
-            "compression mean/std.",
         ),
         _preset(
             "pwg-22k-80",
-            "ParallelWaveGAN (kan-bayashi/ParallelWaveGAN), ljspeech_parallel_wavegan.v1.yaml + "
-            "bin/preprocess.py logmelfilterbank",
-            "librosa.stft(center, reflect, hann), |X|, librosa slaney mel fmin 80 fmax 7600, "
-            "log10(max(1e-10, x)); stored time-first (frames, n_mels)",
+            "ParallelWaveGAN (kan-bayashi/ParallelWaveGAN): egs/ljspeech/voc1/conf/parallel_wavegan.v1.yaml "
+            "+ parallel_wavegan/bin/preprocess.py logmelfilterbank",
+            "librosa.stft(center=True, pad_mode='reflect', hann), |X| without epsilon, librosa slaney "
+            "mel 80-7600 Hz, log10(maximum(1e-10, x)); stored time-first (frames, n_mels)",
+            notes="Training features are then standardised with stats.h5/stats.npy (sklearn "
+            "StandardScaler mean and scale): pass them as compression mean/std.",
             sample_rate=22050,
             n_fft=1024,
             hop_length=256,
@@ -736,14 +754,19 @@ PRESETS: dict[str, Preset] = {
             fmin=80.0,
             fmax=7600.0,
             compression=Compression(kind="log10", floor=1e-10),
-            notes="Training features are then standardised with stats.h5/stats.npy: pass them "
-            "as compression mean/std (melinvert reads stats.npy).",
         ),
         _preset(
             "coqui-22k-80",
-            "Coqui TTS (coqui-ai/TTS), BaseAudioConfig defaults + AudioProcessor.melspectrogram",
-            "librosa.stft(center, reflect), |X|, librosa slaney mel fmin 0 fmax 8000, "
-            "20*log10(max(1e-5, x)) - 20 dB, symmetric norm to [-4, 4] from min_level_db -100, clipped",
+            "Coqui TTS (coqui-ai/TTS): TTS/config/shared_configs.py BaseAudioConfig defaults + "
+            "TTS/utils/audio/processor.py AudioProcessor.melspectrogram + numpy_transforms.py",
+            "librosa.stft(center=True, pad_mode='reflect', hann, win 1024), |X|, librosa slaney mel "
+            "(BaseAudioConfig mel_fmin 0, mel_fmax None = Nyquist), amp_to_db: "
+            "20*log10(maximum(1e-8, x)); normalize: -ref_level_db 20, (S + 100) / 100, "
+            "symmetric to [-4, 4], clipped",
+            notes="Every parameter is a BaseAudioConfig default (signal_norm, symmetric_norm, max_norm 4, "
+            "min_level_db -100, ref_level_db 20, spec_gain 20, log10, clip_norm). Older Coqui/Mozilla "
+            "TTS floored at 1e-5 instead of 1e-8; with clip_norm both give identical output. Recipes "
+            "that set mel_fmax=8000 (or 7600) need fmax changed.",
             sample_rate=22050,
             n_fft=1024,
             hop_length=256,
@@ -753,10 +776,10 @@ PRESETS: dict[str, Preset] = {
             power=1.0,
             n_mels=80,
             fmin=0.0,
-            fmax=8000.0,
+            fmax=None,
             compression=Compression(
                 kind="coqui",
-                floor=1e-5,
+                floor=1e-8,
                 multiplier=20.0,
                 ref_level_db=20.0,
                 min_level_db=-100.0,
@@ -767,9 +790,11 @@ PRESETS: dict[str, Preset] = {
         ),
         _preset(
             "librosa-default",
-            "librosa.feature.melspectrogram defaults (librosa >= 0.10)",
-            "sr 22050, n_fft 2048, hop 512, hann, center with pad_mode 'constant', power 2, "
-            "128 slaney mels with slaney norm, no compression",
+            "librosa.feature.melspectrogram defaults (librosa >= 0.10; checked against 0.11)",
+            "sr 22050, n_fft 2048, hop 512, win n_fft, hann, center=True with pad_mode 'constant', "
+            "power 2, filters.mel: 128 slaney-scale mels with slaney norm, fmin 0, fmax sr/2; "
+            "no compression",
+            notes="librosa < 0.10 padded with 'reflect'. librosa.filters.mel returns float32 by default.",
             sample_rate=22050,
             n_fft=2048,
             hop_length=512,
@@ -784,9 +809,10 @@ PRESETS: dict[str, Preset] = {
         ),
         _preset(
             "torchaudio-default",
-            "torchaudio.transforms.MelSpectrogram defaults",
-            "sr 16000, n_fft 400, hop 200, hann, center reflect, power 2, 128 htk mels, "
-            "no filter norm, no compression",
+            "torchaudio.transforms.MelSpectrogram defaults (pytorch/audio "
+            "src/torchaudio/transforms/_transforms.py)",
+            "sr 16000, n_fft 400, win n_fft, hop win//2 = 200, hann_window, center=True reflect, "
+            "power 2, normalized False, 128 htk mels, norm None, f_min 0, f_max sr//2; no compression",
             sample_rate=16000,
             n_fft=400,
             hop_length=200,
