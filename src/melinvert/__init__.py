@@ -30,3 +30,12 @@ __all__ = [
     "mel_spectrogram",
     "stft",
 ]
+
+from .pipeline import invert, invert_blocks, list_methods
+
+__all__ += ["invert", "invert_blocks", "list_methods"]
+
+from .identify import identify_mel  # noqa: E402
+from .io import load_audio, load_mel, load_stats, save_audio, save_mel  # noqa: E402
+
+__all__ += ["identify_mel", "load_audio", "load_mel", "load_stats", "save_audio", "save_mel"]

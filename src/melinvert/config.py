@@ -17,10 +17,12 @@ import dataclasses
 import difflib
 import json
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from .errors import MelinvertError, check
@@ -40,11 +42,27 @@ WHISPER_RANGE = 8.0
 
 
 def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+    return isinstance(x, numbers.Integral) and not isinstance(x, (bool, np.bool_))
 
 
 def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_)) and math.isfinite(x)
+
+
+def _floats(name: str, values: Any) -> tuple[float, ...]:
+    try:
+        out = tuple(float(v) for v in values)
+    except (TypeError, ValueError):
+        raise MelinvertError(f"compression {name} must be a sequence of numbers") from None
+    return out
+
+
+def _coerce(obj: Any, names: tuple[str, ...], kind: type) -> None:
+    """Turn numpy scalars (e.g. a rate read from an .npz) into plain Python numbers."""
+    for n in names:
+        v = getattr(obj, n)
+        if isinstance(v, (np.integer, np.floating)) and not isinstance(v, np.bool_):
+            object.__setattr__(obj, n, kind(v) if kind is int and isinstance(v, np.integer) else float(v))
 
 
 @dataclass(frozen=True)
@@ -90,6 +108,9 @@ class Compression:
     std: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        _coerce(
+            self, ("floor", "multiplier", "ref", "top_db", "ref_level_db", "min_level_db", "max_norm"), float
+        )
         kind = self.kind
         check(kind in COMPRESSIONS, f"compression {kind=} must be one of {', '.join(COMPRESSIONS)}")
         check(_is_num(self.floor) and self.floor > 0, f"compression floor={self.floor} must be > 0")
@@ -115,9 +136,17 @@ class Compression:
             (self.mean is None) == (self.std is None),
             "compression mean and std must be given together",
         )
+        check(
+            isinstance(self.symmetric, bool),
+            f"compression symmetric={self.symmetric!r} must be True or False",
+        )
+        check(
+            isinstance(self.clip_norm, bool),
+            f"compression clip_norm={self.clip_norm!r} must be True or False",
+        )
         if self.mean is not None:
-            mean = tuple(float(v) for v in self.mean)
-            std = tuple(float(v) for v in self.std)  # type: ignore[union-attr]
+            mean = _floats("mean", self.mean)
+            std = _floats("std", self.std)
             check(
                 len(mean) == len(std), f"compression mean ({len(mean)}) and std ({len(std)}) differ in length"
             )
@@ -355,6 +384,9 @@ class MelConfig:
     name: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        _coerce(self, ("sample_rate", "n_fft", "hop_length", "win_length", "n_mels"), int)
+        _coerce(self, ("mag_eps", "power", "fmin", "fmax"), float)
+        check(self.name is None or isinstance(self.name, str), f"name={self.name!r} must be a string or None")
         sr, n_fft, hop = self.sample_rate, self.n_fft, self.hop_length
         check(_is_int(sr) and sr >= 1, f"sample_rate={sr!r} must be an integer >= 1 (Hz)")
         check(_is_int(n_fft) and n_fft >= 2, f"n_fft={n_fft!r} must be an integer >= 2")
@@ -386,6 +418,8 @@ class MelConfig:
                 _is_num(self.fmax) and self.fmin < self.fmax <= nyq,
                 f"fmax={self.fmax!r} must be None or in (fmin={self.fmin:g}, {nyq:g}] Hz",
             )
+            if self.fmax == nyq:  # the same filterbank as None: store one spelling
+                object.__setattr__(self, "fmax", None)
         check(self.mel_scale in MEL_SCALES, f"mel_scale={self.mel_scale!r} must be 'slaney' or 'htk'")
         check(self.mel_norm in MEL_NORMS, f"mel_norm={self.mel_norm!r} must be 'slaney' or None")
         check(isinstance(self.drop_last_frame, bool), "drop_last_frame must be True or False")
@@ -444,21 +478,35 @@ class MelConfig:
         t = 1 + (n_samples + 2 * self.pad - self.n_fft) // self.hop_length
         return t - 1 if self.drop_last_frame else t
 
+    @property
+    def min_frames(self) -> int:
+        """The fewest frames a mel of this config can have (that of ``min_samples`` audio)."""
+        return self.n_frames(self.min_samples)
+
     def n_samples(self, n_frames: int) -> int:
         """A signal length whose mel has ``n_frames`` frames (the default output length).
 
         The frames then cover the signal as the forward transform laid them: frame ``t`` is
         centred on sample ``t * hop_length`` (``center``) or ``t * hop_length + hop_length / 2``
-        (``half_overlap``).
+        (``half_overlap``). Raises for fewer than :attr:`min_frames` frames, which no audio
+        produces.
         """
+        check(
+            n_frames >= self.min_frames,
+            f"a mel of {n_frames} frame(s) is shorter than any audio gives with this config "
+            f"(at least {self.min_frames})",
+        )
         t = n_frames + (1 if self.drop_last_frame else 0)
-        return max(self.n_fft - 2 * self.pad + (t - 1) * self.hop_length, 0)
+        return max(self.n_fft - 2 * self.pad + (t - 1) * self.hop_length, self.min_samples)
 
     # ------------------------------------------------------------------ (de)serialise
     def replace(self, **changes: Any) -> MelConfig:
         """A copy with some fields changed (validated again); the preset name is dropped."""
         changes.setdefault("name", None)
-        return dataclasses.replace(self, **changes)
+        try:
+            return dataclasses.replace(self, **changes)
+        except TypeError as e:
+            raise MelinvertError(f"cannot replace config fields: {e}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict; ``MelConfig.from_dict(c.to_dict()) == c``."""

@@ -231,6 +231,95 @@ def check_length(n_samples: int, config: MelConfig) -> None:
     )
 
 
+class FrameOps:
+    """STFT analysis/synthesis for one config, signal length and device, ``(B, T, F)`` layout.
+
+    The one framing implementation in melinvert: :func:`stft`, :func:`istft` and every
+    Griffin-Lim iteration use it. ``analysis(synthesis(S))`` is the projection onto
+    consistent spectrograms; the overlap-added squared-window envelope is inverted once here
+    (floored at 1e-3 of its peak, so samples covered only by window tails are not blown up),
+    not in every iteration.
+
+    Parameters
+    ----------
+    config : MelConfig
+    length : int
+        Signal length in samples.
+    dtype : torch.dtype
+        Real dtype (float32 or float64).
+    device : torch.device
+    """
+
+    def __init__(self, config: MelConfig, length: int, *, dtype: torch.dtype, device: torch.device | str):
+        self.config = config
+        self.length = length
+        self.n_fft = config.n_fft
+        self.hop = config.hop_length
+        self.pad = config.pad
+        self.n_frames = 1 + (length + 2 * self.pad - self.n_fft) // self.hop
+        self.padded_len = self.n_fft + self.hop * (self.n_frames - 1)
+        self.window = window(config, dtype=dtype, device=device)
+        self._inv_env: torch.Tensor | None = None
+        self.known: torch.Tensor | None = None
+
+    @property
+    def inv_env(self) -> torch.Tensor:
+        """``1 / sum_t w^2(n - t hop)`` over the padded signal, floored (computed once)."""
+        if self._inv_env is None:
+            env = self._ola((self.window**2).expand(1, self.n_frames, self.n_fft))[0]
+            self._inv_env = 1.0 / env.clamp_min(1e-3 * float(env.max()))
+        return self._inv_env
+
+    def _ola(self, frames: torch.Tensor) -> torch.Tensor:
+        """Overlap-add ``(B, T, n_fft)`` frames into ``(B, padded_len)``."""
+        b, t, n = frames.shape
+        hop = self.hop
+        if n % hop == 0:
+            r = n // hop
+            chunks = frames.reshape(b, t, r, hop)
+            out = frames.new_zeros(b, t + r - 1, hop)
+            for i in range(r):
+                out[:, i : i + t] += chunks[:, :, i]
+            return out.reshape(b, -1)[:, : self.padded_len]
+        folded = F.fold(
+            frames.transpose(1, 2).contiguous(),
+            output_size=(1, self.padded_len),
+            kernel_size=(1, n),
+            stride=(1, hop),
+        )
+        return folded.reshape(b, -1)
+
+    def analysis(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, length)`` real -> ``(B, T, F)`` complex, framed as the config frames."""
+        if self.pad:
+            mode = "reflect" if self.config.pad_mode == "reflect" else "constant"
+            x = F.pad(x.unsqueeze(1), (self.pad, self.pad), mode=mode).squeeze(1)
+        frames = x[:, : self.padded_len].unfold(-1, self.n_fft, self.hop)
+        return torch.fft.rfft(frames * self.window, dim=-1)
+
+    def synthesis(self, spec: torch.Tensor) -> torch.Tensor:
+        """``(B, T, F)`` complex -> ``(B, length)`` real (least-squares overlap-add).
+
+        With :attr:`known` set (``(B, K)`` samples, e.g. from the previous block of a long
+        input), the first ``K`` samples are held to them, blended over the last hop, so that
+        consecutive blocks join without a seam.
+        """
+        frames = torch.fft.irfft(spec, n=self.n_fft, dim=-1)
+        frames.mul_(self.window)
+        y = self._ola(frames).mul_(self.inv_env)
+        y = y[:, self.pad : self.pad + self.length]
+        if y.shape[-1] < self.length:
+            y = F.pad(y, (0, self.length - y.shape[-1]))
+        if self.known is not None:
+            k = self.known.shape[-1]
+            ramp = min(self.hop, k)
+            y = y.clone()
+            y[:, : k - ramp] = self.known[:, : k - ramp]
+            w = torch.linspace(1.0, 0.0, ramp + 2, dtype=y.dtype, device=y.device)[1:-1]
+            y[:, k - ramp : k] = w * self.known[:, k - ramp :] + (1 - w) * y[:, k - ramp : k]
+        return y
+
+
 def stft(x: torch.Tensor, config: MelConfig) -> torch.Tensor:
     """Complex STFT as the config frames it.
 
@@ -246,57 +335,9 @@ def stft(x: torch.Tensor, config: MelConfig) -> torch.Tensor:
         (+1 with ``drop_last_frame``).
     """
     check_length(x.shape[-1], config)
-    xp = pad_signal(x, config)
-    w = window(config, dtype=x.dtype, device=x.device)
-    frames = xp.unfold(-1, config.n_fft, config.hop_length)  # (..., T, n_fft) view
-    spec = torch.fft.rfft(frames * w, dim=-1)
-    return spec.transpose(-1, -2)
-
-
-class OverlapAdd:
-    """Precomputed inverse STFT for one config, length and device (used in every GL iteration).
-
-    Holds the synthesis window and the inverse of the overlap-added squared window, so each
-    call is one ``irfft``, one multiply and one overlap-add.
-    """
-
-    def __init__(self, config: MelConfig, n_frames: int, *, dtype: torch.dtype, device: torch.device):
-        self.config = config
-        self.n_frames = n_frames
-        n_fft, hop = config.n_fft, config.hop_length
-        self.padded_len = n_fft + hop * (n_frames - 1)
-        self.window = window(config, dtype=dtype, device=device)
-        env = self._ola((self.window**2).expand(n_frames, n_fft).unsqueeze(0))[0]
-        tiny = torch.finfo(dtype).tiny ** 0.5
-        self.inv_env = torch.where(env > tiny, 1.0 / env.clamp_min(tiny), torch.zeros_like(env))
-        self.pad = config.pad
-
-    def _ola(self, frames: torch.Tensor) -> torch.Tensor:
-        """Overlap-add ``(B, T, n_fft)`` frames into ``(B, padded_len)``."""
-        n_fft, hop = self.config.n_fft, self.config.hop_length
-        b, t, _ = frames.shape
-        if n_fft % hop == 0:
-            r = n_fft // hop
-            chunks = frames.reshape(b, t, r, hop)
-            out = frames.new_zeros(b, t + r - 1, hop)
-            for i in range(r):
-                out[:, i : i + t] += chunks[:, :, i]
-            return out.reshape(b, -1)
-        folded = F.fold(
-            frames.transpose(1, 2), output_size=(1, self.padded_len), kernel_size=(1, n_fft), stride=(1, hop)
-        )
-        return folded.reshape(b, -1)
-
-    def __call__(self, spec: torch.Tensor, length: int) -> torch.Tensor:
-        """Least-squares inverse of :func:`stft`: ``(..., n_freqs, T)`` complex -> ``(..., length)``."""
-        lead = spec.shape[:-2]
-        frames = torch.fft.irfft(spec.transpose(-1, -2), n=self.config.n_fft, dim=-1)
-        frames = frames.reshape(-1, self.n_frames, self.config.n_fft) * self.window
-        y = self._ola(frames) * self.inv_env
-        y = y[:, self.pad : self.pad + length]
-        if y.shape[-1] < length:
-            y = F.pad(y, (0, length - y.shape[-1]))
-        return y.reshape(*lead, length)
+    ops = FrameOps(config, x.shape[-1], dtype=x.dtype, device=x.device)
+    spec = ops.analysis(x.reshape(-1, x.shape[-1]))
+    return spec.transpose(-1, -2).reshape(*x.shape[:-1], config.n_freqs, ops.n_frames)
 
 
 def istft(spec: torch.Tensor, config: MelConfig, length: int | None = None) -> torch.Tensor:
@@ -316,8 +357,13 @@ def istft(spec: torch.Tensor, config: MelConfig, length: int | None = None) -> t
     t = spec.shape[-1]
     if length is None:
         length = config.n_fft + config.hop_length * (t - 1) - 2 * config.pad
-    real_dtype = spec.real.dtype
-    return OverlapAdd(config, t, dtype=real_dtype, device=spec.device)(spec, length)
+    ops = FrameOps(config, length, dtype=spec.real.dtype, device=spec.device)
+    check(
+        ops.n_frames == t,
+        f"spectrogram has {t} frames but a {length}-sample signal has {ops.n_frames} with this config",
+    )
+    flat = spec.reshape(-1, *spec.shape[-2:]).transpose(-1, -2)
+    return ops.synthesis(flat).reshape(*spec.shape[:-2], length)
 
 
 # ---------------------------------------------------------------------- mel

@@ -1,0 +1,294 @@
+"""Stage 2 of the cascade: STFT magnitude -> waveform (phase retrieval).
+
+Initial phases: ``random`` (seeded), ``zero`` and ``pghi`` (phase-gradient heuristic
+integration after Prusa, Balazs & Sondergaard 2017, vectorised over frames: phases are
+integrated along time from the log-magnitude's frequency slope, then each bin is locked to
+the spectral peak it belongs to by integrating the time slope along frequency).
+
+Iterative algorithms: ``gla`` (Griffin & Lim 1984), ``fgla`` (Perraudin, Balazs &
+Sondergaard 2013) and ``agla`` (Nenov, Nguyen & Balazs 2023), all on one precomputed
+STFT/iSTFT pair (:class:`FrameOps`) in a ``(batch, frames, n_freqs)`` layout, without autograd.
+
+Shapes: magnitudes ``(B, T, F)`` inside this module (the pipeline transposes once), complex
+spectra ``(B, T, F)``, audio ``(B, samples)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .config import MelConfig
+from .dsp import FrameOps
+
+#: Callback shape: ``callback(iteration, estimate (..., samples), loss (...)) -> stop?``.
+Callback = Callable[[int, torch.Tensor, torch.Tensor], bool | None]
+
+#: Gaussian-equivalent time-frequency ratio of each window, times ``win_length ** 2``
+#: (Prusa et al. 2017, Table I; LTFAT ``pghi``).
+PGHI_GAMMA = {"hann": 0.25645, "hamming": 0.29794, "blackman": 0.17954, "rect": 0.25645}
+
+
+def project_magnitude(spec: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+    """``mag * spec / |spec|`` (phase of ``spec``, magnitude ``mag``); zero stays zero-phase."""
+    scale = mag / spec.abs().clamp_min(torch.finfo(mag.dtype).tiny)
+    return spec * scale
+
+
+def spectral_convergence(spec: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+    """``|| |spec| - mag ||_F / ||mag||_F`` per batch item, shape ``(B,)``."""
+    num = torch.linalg.vector_norm(spec.abs() - mag, dim=(-2, -1))
+    den = torch.linalg.vector_norm(mag, dim=(-2, -1)).clamp_min(torch.finfo(mag.dtype).tiny)
+    return num / den
+
+
+# ---------------------------------------------------------------------- initial phase
+
+
+def init_random(
+    mag: torch.Tensor, config: MelConfig, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Uniform random phase in [0, 2 pi), reproducible with ``generator``; returns angles."""
+    u = torch.rand(mag.shape, generator=generator, dtype=mag.dtype, device="cpu")
+    return (2 * math.pi * u).to(mag.device)
+
+
+def init_zero(
+    mag: torch.Tensor, config: MelConfig, *, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """All-zero phase; returns angles."""
+    return torch.zeros_like(mag)
+
+
+def init_pghi(
+    mag: torch.Tensor,
+    config: MelConfig,
+    *,
+    generator: torch.Generator | None = None,
+    floor_db: float = -100.0,
+) -> torch.Tensor:
+    """Phase from the magnitude's gradients (PGHI), vectorised; returns angles ``(B, T, F)``.
+
+    For a Gaussian-like window of time-frequency ratio ``lam`` (``PGHI_GAMMA * win_length^2``,
+    samples^2), hop ``a`` and FFT size ``M``, the phase of the window-centred STFT obeys
+
+    - along time, per frame:      ``2 pi a m / M + (a M / lam) d/dm log|X|``
+    - along frequency, per bin:   ``-(lam / (a M)) d/dn log|X|``
+
+    Phases are integrated along time for every bin (trapezoidal rule); within each frame,
+    every bin then takes the time-integrated phase of the spectral peak it belongs to (peaks
+    split at the valleys between them) plus the frequency integral from that peak. The
+    result is converted to the frame-start phase convention of :func:`melinvert.dsp.stft`.
+    """
+    b, t, f = mag.shape
+    a, m_fft = config.hop_length, config.n_fft
+    lam = PGHI_GAMMA[config.window] * config.win_length**2
+    peak = mag.amax(dim=(-2, -1), keepdim=True).clamp_min(torch.finfo(mag.dtype).tiny)
+    logs = torch.log(torch.maximum(mag, peak * 10.0 ** (floor_db / 20.0)))
+
+    def deriv(x: torch.Tensor, dim: int) -> torch.Tensor:
+        n = x.shape[dim]
+        if n < 2:
+            return torch.zeros_like(x)
+        d = torch.empty_like(x)
+        mid = (x.narrow(dim, 2, n - 2) - x.narrow(dim, 0, n - 2)) * 0.5 if n > 2 else None
+        if mid is not None:
+            d.narrow(dim, 1, n - 2).copy_(mid)
+        d.narrow(dim, 0, 1).copy_(x.narrow(dim, 1, 1) - x.narrow(dim, 0, 1))
+        d.narrow(dim, n - 1, 1).copy_(x.narrow(dim, n - 1, 1) - x.narrow(dim, n - 2, 1))
+        return d
+
+    bins = torch.arange(f, dtype=mag.dtype, device=mag.device)
+    phi_t = 2 * math.pi * a * bins / m_fft + (a * m_fft / lam) * deriv(logs, 2)  # per frame
+    phi_f = -(lam / (a * m_fft)) * deriv(logs, 1)  # per bin
+    # trapezoidal integration along time (all bins) and along frequency (within frames)
+    psi_t = torch.cumsum(
+        torch.cat([torch.zeros_like(phi_t[:, :1]), 0.5 * (phi_t[:, 1:] + phi_t[:, :-1])], 1), 1
+    )
+    psi_f = torch.cumsum(
+        torch.cat([torch.zeros_like(phi_f[..., :1]), 0.5 * (phi_f[..., 1:] + phi_f[..., :-1])], 2), 2
+    )
+    # peak ownership: each bin belongs to the nearest peak on its side of the valley
+    left = F.pad(mag[..., :-1], (1, 0), value=-1.0)
+    right = F.pad(mag[..., 1:], (0, 1), value=-1.0)
+    is_peak = (mag >= left) & (mag > right)
+    is_valley = (mag < left) & (mag <= right)
+    idx = torch.arange(f, device=mag.device).expand(b, t, f)
+    last_peak = torch.cummax(torch.where(is_peak, idx, torch.full_like(idx, -1)), dim=2).values
+    next_peak = torch.flip(
+        torch.cummin(torch.flip(torch.where(is_peak, idx, torch.full_like(idx, f)), [2]), dim=2).values, [2]
+    )
+    last_valley = torch.cummax(torch.where(is_valley, idx, torch.full_like(idx, -1)), dim=2).values
+    use_next = (last_peak < 0) | ((last_valley > last_peak) & (next_peak < f))
+    owner = torch.where(use_next, next_peak, last_peak).clamp(0, f - 1)
+    phase = torch.gather(psi_t, 2, owner) + psi_f - torch.gather(psi_f, 2, owner)
+    # window-centred -> frame-start convention: the window's centre sits at n_fft // 2 of
+    # each frame (also when win_length < n_fft), so X = exp(-2 pi i m (n_fft // 2) / n_fft) Y
+    return phase - 2 * math.pi * bins * (m_fft // 2) / m_fft
+
+
+INIT_METHODS: dict[str, tuple[Callable[..., torch.Tensor], str]] = {
+    "random": (init_random, "uniform random phase (seeded)"),
+    "zero": (init_zero, "zero phase"),
+    "pghi": (init_pghi, "phase gradient heuristic integration (Prusa et al. 2017), vectorised"),
+}
+
+
+# ---------------------------------------------------------------------- iterations
+
+
+class MelRefit:
+    """Re-fit the target magnitude to the mel after each consistency projection.
+
+    The mel fixes only band energies; the fine structure inside each band (harmonics) is
+    what the mel blurred. Given the current consistent spectrum ``c``, this returns the
+    magnitude ``|c|`` rescaled band by band so that its mel matches the target mel again
+    (one multiplicative NNLS step: ``P <- P * (fb^T_n (mel / (fb P)))`` with ``P = |c|^power``
+    and ``fb^T_n`` the transpose normalised so each bin's weights sum to one). Griffin-Lim then
+    keeps the harmonic structure that consistency builds, instead of forcing the blurred
+    magnitude back at every step.
+
+    Parameters
+    ----------
+    mel : torch.Tensor [shape=(B, T, n_mels)]
+        Target LINEAR mel, frames first (``T`` STFT frames).
+    config : MelConfig
+    """
+
+    def __init__(self, mel: torch.Tensor, config: MelConfig):
+        from .dsp import mel_basis
+
+        fb = mel_basis(config, dtype=mel.dtype, device=mel.device)
+        colsum = fb.sum(0)
+        cover = torch.nonzero(colsum > 0).flatten()
+        self.lo, self.hi = int(cover[0]), int(cover[-1]) + 1
+        fbc = fb[:, self.lo : self.hi]
+        self.fb_t = fbc.T.contiguous()  # (F', M)
+        self.gain_map = (fbc / colsum[self.lo : self.hi].clamp_min(1e-30)).contiguous()  # (M, F')
+        self.power = config.power
+        self.mel = mel
+        self.tiny = 1e-8 * float(mel.amax()) + torch.finfo(mel.dtype).tiny
+        self.log_target = torch.log(mel + self.tiny)
+        self.n_freqs = config.n_freqs
+
+    def __call__(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(B, T, F)`` complex -> (new target magnitude ``(B, T, F)``, mel loss ``(B,)``)."""
+        mag = spec[..., self.lo : self.hi].abs()
+        pw = mag if self.power == 1 else mag.pow(self.power)
+        est = pw @ self.fb_t  # (B, T, M)
+        loss = (torch.log(est + self.tiny) - self.log_target).abs().mean(dim=(-2, -1))
+        ratio = self.mel / est.clamp_min(self.tiny)
+        gain = ratio @ self.gain_map  # (B, T, F')
+        if self.power != 1:
+            gain = gain.pow(1.0 / self.power)
+        out = spec.real.new_zeros(spec.shape)
+        out[..., self.lo : self.hi] = mag * gain
+        return out, loss
+
+
+def _loss(refit_loss: torch.Tensor | None, z: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+    return refit_loss if refit_loss is not None else spectral_convergence(z, mag)
+
+
+def gla(
+    mag: torch.Tensor,
+    ops: FrameOps,
+    angles: torch.Tensor,
+    *,
+    n_iter: int,
+    refit: MelRefit | None = None,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """Griffin-Lim: alternate projections onto the magnitude set and consistent spectrograms.
+
+    With ``refit``, the magnitude set follows the mel (:class:`MelRefit`). Returns the
+    waveform ``(B, length)``.
+    """
+    spec = torch.polar(mag, angles)
+    for i in range(n_iter):
+        x = ops.synthesis(spec)
+        z = ops.analysis(x)
+        rl = None
+        if refit is not None:
+            mag, rl = refit(z)
+        if callback is not None and callback(i, x, _loss(rl, z, mag)):
+            break
+        spec = project_magnitude(z, mag)
+    return ops.synthesis(spec)
+
+
+def fgla(
+    mag: torch.Tensor,
+    ops: FrameOps,
+    angles: torch.Tensor,
+    *,
+    n_iter: int,
+    alpha: float = 0.99,
+    refit: MelRefit | None = None,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """Fast Griffin-Lim (Perraudin et al. 2013): ``c_n = P1(P2(t_{n-1}))``,
+    ``t_n = c_n + alpha (c_n - c_{n-1})``; with ``refit``, ``P2`` follows the mel."""
+    t = torch.polar(mag, angles)
+    c_prev = t
+    for i in range(n_iter):
+        x = ops.synthesis(project_magnitude(t, mag))
+        c = ops.analysis(x)
+        rl = None
+        if refit is not None:
+            mag, rl = refit(c)
+        if callback is not None and callback(i, x, _loss(rl, c, mag)):
+            break
+        t = torch.lerp(c_prev, c, 1.0 + alpha)  # c + alpha (c - c_prev)
+        c_prev = c
+    return ops.synthesis(project_magnitude(t, mag))
+
+
+def agla(
+    mag: torch.Tensor,
+    ops: FrameOps,
+    angles: torch.Tensor,
+    *,
+    n_iter: int,
+    alpha: float = 0.99,
+    beta: float = 1.1,
+    gamma: float = 1.2,
+    refit: MelRefit | None = None,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """Accelerated Griffin-Lim (Nenov, Nguyen & Balazs 2023)::
+
+    t_n = (1 - gamma) d_{n-1} + gamma P1(P2(c_{n-1}))
+    c_n = t_n + alpha (t_n - t_{n-1})
+    d_n = t_n + beta (t_n - t_{n-1})
+    """
+    c = torch.polar(mag, angles)
+    t_prev = c
+    d = c
+    for i in range(n_iter):
+        x = ops.synthesis(project_magnitude(c, mag))
+        z = ops.analysis(x)
+        rl = None
+        if refit is not None:
+            mag, rl = refit(z)
+        if callback is not None and callback(i, x, _loss(rl, z, mag)):
+            break
+        t = torch.lerp(d, z, gamma)
+        c = torch.lerp(t_prev, t, 1.0 + alpha)
+        d = torch.lerp(t_prev, t, 1.0 + beta)
+        t_prev = t
+    return ops.synthesis(project_magnitude(c, mag))
+
+
+#: name -> (algorithm, re-fits the magnitude to the mel?, one line)
+PHASE_METHODS: dict[str, tuple[Callable[..., torch.Tensor], bool, str]] = {
+    "gla": (gla, False, "Griffin-Lim (1984) on the stage-1 magnitude"),
+    "fgla": (fgla, False, "fast Griffin-Lim, momentum 0.99 (Perraudin et al. 2013)"),
+    "agla": (agla, False, "accelerated Griffin-Lim (Nenov et al. 2023)"),
+    "mgla": (gla, True, "Griffin-Lim whose magnitude is re-fitted to the mel every iteration"),
+    "mfgla": (fgla, True, "fast Griffin-Lim with the magnitude re-fitted to the mel every iteration"),
+    "magla": (agla, True, "accelerated Griffin-Lim with the magnitude re-fitted to the mel"),
+}
