@@ -38,6 +38,7 @@ from typing import Any
 from . import __version__
 from .config import PRESETS, MelConfig, get_preset
 from .errors import MelinvertError, check
+from .neural.train import add_train_options, cmd_train
 
 PROG = "melinvert"
 ISSUES_URL = "the melinvert issue tracker"
@@ -421,6 +422,323 @@ def cmd_score(args: argparse.Namespace, ui: Console) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------- invert, roundtrip, demo
+
+
+def add_method_options(parser: argparse.ArgumentParser) -> None:
+    """``--method``, ``--iters``, ``--seed`` for the inverting commands."""
+    parser.add_argument(
+        "--method",
+        default="default",
+        metavar="M",
+        help="a pipeline (default, fast, ...) or stages joined by '+', e.g. nnls+pghi+fgla "
+        "(see 'melinvert methods')",
+    )
+    parser.add_argument("--iters", type=int, default=None, metavar="N", help="iterations of the last stage")
+    parser.add_argument("--seed", type=int, default=0, help="seed for random initial phases (default 0)")
+    parser.add_argument(
+        "--model",
+        action="append",
+        metavar="RUN",
+        help="trained weights for the learned stages (refiner, degli, cnn_vocoder): a 'melinvert train' "
+        "run folder or a .safetensors checkpoint (repeatable; default: the weights shipped for the preset)",
+    )
+
+
+def add_subtype(parser: argparse.ArgumentParser) -> None:
+    """``--subtype PCM_16|PCM_24|FLOAT`` for WAV outputs."""
+    parser.add_argument(
+        "--subtype", choices=("PCM_16", "PCM_24", "FLOAT"), default="PCM_16", help="WAV sample format"
+    )
+
+
+class _Progress:
+    """One tqdm bar per run over the audio seconds to make, with files done and real-time factor."""
+
+    def __init__(self, total_seconds: float, n_files: int, enabled: bool = True):
+        import time
+
+        from tqdm import tqdm
+
+        self.t0 = time.perf_counter()
+        self.time = time.perf_counter
+        self.bar = tqdm(
+            total=round(total_seconds, 2),
+            unit="s",
+            unit_scale=False,
+            desc="inverting",
+            file=sys.stderr,
+            disable=not enabled,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f} s audio [{elapsed}<{remaining}{postfix}]",
+        )
+        self.n_files = n_files
+        self.files_done = 0
+        self.done_s = 0.0  # audio seconds finished (whole blocks)
+        self.block_s = 0.0  # audio seconds of the block in hand
+        self.n_iter = 1
+
+    def _show(self, position: float) -> None:
+        elapsed = max(self.time() - self.t0, 1e-9)
+        self.bar.set_postfix_str(
+            f"{self.files_done}/{self.n_files} files, RTF {position / elapsed:.1f}x", refresh=False
+        )
+        self.bar.update(round(min(position, self.bar.total or position), 2) - self.bar.n)  # <= 10 redraws/s
+
+    def callback(self, i: int, estimate: Any, loss: Any) -> bool:
+        self._show(self.done_s + self.block_s * min(1.0, (i + 1) / max(self.n_iter, 1)))
+        return False
+
+    def advance(self, seconds: float) -> None:
+        self.done_s += seconds
+        self._show(self.done_s)
+
+    def file_done(self) -> None:
+        self.files_done += 1
+        self._show(self.done_s)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _partial_marker(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")
+
+
+def _invert_one(
+    src: Path,
+    dst: Path,
+    cfg: MelConfig,
+    args: argparse.Namespace,
+    progress: _Progress,
+    ui: Console,
+    inputs: list[Path],
+) -> None:
+    """Stream one mel file's inversion into ``dst`` (atomically; a partial result on Ctrl-C)."""
+    import tempfile
+
+    import soundfile as sf
+
+    from .io import check_output, load_mel
+    from .pipeline import invert_blocks, parse_method
+
+    mel, _ = load_mel(src, config=cfg, layout=args.layout)
+    check(
+        mel.ndim == 2,
+        f"{str(src)!r} holds a batch of {mel.shape[0]} mels; split it into files, or use the Python API "
+        "(melinvert.invert handles batches)",
+    )
+    plan = parse_method(args.method, args.iters)
+    progress.n_iter = max(plan.opt_iter if plan.optimizer else plan.n_iter, 1)
+    stream = invert_blocks(
+        mel,
+        cfg,
+        method=args.method,
+        n_iter=args.iters,
+        seed=args.seed,
+        device=args.device,
+        callback=progress.callback,
+        model=args.model,
+    )
+    check_output(dst, overwrite=True, protect=inputs)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    hop_s = cfg.hop_length / cfg.sample_rate
+    written = 0
+    try:
+        with sf.SoundFile(
+            tmp, "w", samplerate=cfg.sample_rate, channels=1, subtype=args.subtype, format="WAV"
+        ) as f:
+            try:
+                block_frames = stream.block_frames
+                total_frames = stream.mel.shape[-1]
+                progress.block_s = min(block_frames, total_frames) * hop_s
+                for chunk in stream:
+                    a = chunk[0].detach().cpu().numpy()
+                    f.write(a.clip(-1.0, 1.0) if args.subtype != "FLOAT" else a)
+                    written += a.shape[-1]
+                    progress.advance(a.shape[-1] / cfg.sample_rate)
+                    progress.block_s = (
+                        min(block_frames, max(total_frames - written / cfg.hop_length, 0)) * hop_s
+                    )
+            except KeyboardInterrupt:
+                part = stream.partial()
+                if part is not None:
+                    a = part[0].detach().cpu().numpy()
+                    f.write(a.clip(-1.0, 1.0) if args.subtype != "FLOAT" else a)
+                    written += a.shape[-1]
+                f.close()
+                if written == 0:
+                    ui.note(f"interrupted before any audio of {src} was estimated; nothing written")
+                    raise
+                os.replace(tmp, dst)
+                _partial_marker(dst).write_text("interrupted; rerun to finish\n")
+                ui.note(
+                    f"interrupted: wrote the best estimate so far to {dst} ({written / cfg.sample_rate:.1f} s of "
+                    f"{stream.total_length / cfg.sample_rate:.1f} s); rerun the same command to finish it"
+                )
+                raise
+        os.replace(tmp, dst)
+        _partial_marker(dst).unlink(missing_ok=True)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def cmd_invert(args: argparse.Namespace, ui: Console) -> int:
+    """Mel files or folders -> WAV files; finished outputs are skipped on a rerun."""
+    from .io import MEL_EXTENSIONS, check_output, plan_outputs
+    from .pipeline import parse_method
+
+    cfg = config_from_args(args, required=True)
+    assert cfg is not None
+    parse_method(args.method, args.iters)  # fail fast on a bad name
+    plan = plan_outputs(args.inputs, args.output, ".wav", extensions=MEL_EXTENSIONS)
+    inputs = [i for i, _ in plan]
+    todo = []
+    for src, dst in plan:
+        if dst.exists() and not args.overwrite and not _partial_marker(dst).exists():
+            ui.note(f"skipping {src}: {dst} exists (finished earlier; --overwrite to redo it)")
+            continue
+        check_output(dst, overwrite=True, protect=inputs)
+        todo.append((src, dst))
+    if not todo:
+        return 0
+    total = 0.0
+    for src, _ in todo:
+        total += _mel_seconds(src, cfg, args.layout)
+    progress = _Progress(total, len(todo), enabled=not args.quiet)
+    try:
+        for src, dst in todo:
+            _invert_one(src, dst, cfg, args, progress, ui, inputs)
+            progress.file_done()
+    finally:
+        progress.close()
+    for src, dst in todo:
+        ui.out(f"{src} -> {dst}")
+    return 0
+
+
+def _mel_seconds(path: Path, cfg: MelConfig, layout: str) -> float:
+    """Audio seconds a mel file will give (for the progress bar); 0 if it cannot be told cheaply."""
+    from .io import read_mel_file, to_mels_first
+
+    try:
+        arr, _ = read_mel_file(path)
+        mel, _ = to_mels_first(arr, n_mels=cfg.n_mels, layout=layout, source=str(path))
+    except MelinvertError:
+        return 0.0  # the real read reports the problem
+    return cfg.n_samples(max(mel.shape[-1], cfg.min_frames)) / cfg.sample_rate
+
+
+def _print_scores(ui: Console, rows: list[tuple[str, dict]]) -> None:
+    keys = ("pesq_wb", "stoi", "log_mel_l1", "spectral_convergence", "rms_ratio_db", "peak", "lag_samples")
+    ui.out(f"{'':<12}" + "".join(f"{k:>22}" for k in keys))
+    for name, sc in rows:
+        ui.out(f"{name:<12}" + "".join(f"{_fmt_metric(sc.get(k)):>22}" for k in keys))
+
+
+def cmd_roundtrip(args: argparse.Namespace, ui: Console) -> int:
+    """Audio -> mel -> audio with one method, then the score table."""
+    import time
+
+    from .dsp import mel_spectrogram
+    from .io import check_output, load_audio, save_audio
+    from .metrics import score
+    from .pipeline import invert
+
+    cfg = config_from_args(args, required=True)
+    assert cfg is not None
+    check_output(args.output, overwrite=args.overwrite, protect=[args.input])
+    y, sr, notes = load_audio(args.input, cfg.sample_rate)
+    for n in notes:
+        ui.note(n)
+    check(
+        y.shape[0] >= cfg.min_samples,
+        f"{args.input!r} has {y.shape[0]} samples, fewer than the {cfg.min_samples} one frame needs",
+    )
+    mel = mel_spectrogram(y, cfg, device=args.device)
+    t0 = time.perf_counter()
+    out = invert(
+        mel,
+        cfg,
+        method=args.method,
+        n_iter=args.iters,
+        seed=args.seed,
+        device=args.device,
+        length=len(y),
+        model=args.model,
+    )
+    wall = time.perf_counter() - t0
+    for n in save_audio(
+        args.output,
+        out,
+        cfg.sample_rate,
+        subtype=args.subtype,
+        overwrite=args.overwrite,
+        protect=[args.input],
+    ):
+        ui.note(n)
+    ui.out(f"{args.input} -> {cfg.name or 'config'} mel -> {args.method} -> {args.output}")
+    ui.out(f"{len(y) / sr:.2f} s of audio in {wall:.2f} s (real-time factor {len(y) / sr / wall:.1f}x)")
+    _print_scores(ui, [(args.method, score(y, out, sr, config=cfg, extras=not args.no_extras))])
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, ui: Console) -> int:
+    """Synthesise a speech-like signal, write it, its mel and its inversions, and score them."""
+    import time
+
+    from .config import get_preset
+    from .demo import speech_like
+    from .dsp import mel_spectrogram
+    from .io import check_output, save_audio, save_mel
+    from .metrics import score
+    from .pipeline import invert
+
+    cfg = config_from_args(args) or get_preset("hifigan-22k-80")
+    out = Path(args.output)
+    methods = [m for m in args.methods.split(",") if m]
+    files = [out / "original.wav", out / "original.mel.npy", *(out / f"{m}.wav" for m in methods)]
+    for f in files:
+        check_output(f, overwrite=args.overwrite)
+    y = speech_like(cfg.sample_rate, seconds=args.seconds, seed=args.seed)
+    save_audio(files[0], y, cfg.sample_rate, overwrite=args.overwrite)
+    mel = mel_spectrogram(y, cfg)
+    save_mel(files[1], mel, cfg, overwrite=args.overwrite)
+    ui.out(
+        f"wrote {files[0]} ({args.seconds:g} s speech-like signal) and its {cfg.name or ''} mel {files[1]}"
+    )
+    rows = []
+    for m, f in zip(methods, files[2:]):
+        t0 = time.perf_counter()
+        est = invert(mel, cfg, method=m, seed=args.seed, length=len(y))
+        wall = time.perf_counter() - t0
+        save_audio(f, est, cfg.sample_rate, overwrite=args.overwrite)
+        ui.out(f"wrote {f} ({m}: {wall:.2f} s, real-time factor {len(y) / cfg.sample_rate / wall:.0f}x)")
+        rows.append((m, score(y, est, cfg.sample_rate, config=cfg)))
+    _print_scores(ui, rows)
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace, ui: Console) -> int:
+    """List the inversion methods and stages."""
+    from .pipeline import list_methods
+
+    items = list_methods()
+    width = max(len(k) for k in items)
+    for k, v in items.items():
+        ui.out(f"{k:<{width}}  {v}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace, ui: Console) -> int:
+    """Compare methods on the user's clips: results.csv, summary.md, figures and index.html."""
+    from .bench import cmd_bench as run
+
+    return run(args, ui)
+
+
 # ---------------------------------------------------------------------- the table
 
 #: Every subcommand, in ``--help`` order. Add one line here to add a command.
@@ -483,6 +801,95 @@ COMMANDS: list[Command] = [
             add_overwrite,
         ),
         examples=("melinvert score ref.wav out.wav --preset hifigan-22k-80 --json scores.json",),
+    ),
+    Command(
+        "invert",
+        cmd_invert,
+        "turn mel files (or folders of them) back into audio",
+        options=(
+            lambda p: add_inputs(p, "mel files (.npy/.npz/.pt) or folders"),
+            add_output,
+            add_required_config,
+            add_method_options,
+            add_layout,
+            add_subtype,
+            add_overwrite,
+            add_device,
+            arg("--quiet", action="store_true", help="no progress bar"),
+        ),
+        examples=(
+            "melinvert invert speech.npy -o speech.wav --preset hifigan-22k-80",
+            "melinvert invert mels/ -o wavs/ --preset vocos-24k-100 --method fast",
+            "melinvert invert feats/ -o wavs/ --preset pwg-22k-80 --stats stats.npy --layout time-first",
+        ),
+    ),
+    Command(
+        "roundtrip",
+        cmd_roundtrip,
+        "audio -> mel -> audio with one method, then print the scores",
+        options=(
+            arg("input", metavar="AUDIO", help="audio file"),
+            add_output,
+            add_required_config,
+            add_method_options,
+            add_subtype,
+            arg("--no-extras", action="store_true", help="skip PESQ and STOI"),
+            add_overwrite,
+            add_device,
+        ),
+        examples=("melinvert roundtrip speech.wav -o rt.wav --preset hifigan-22k-80 --method default",),
+    ),
+    Command(
+        "demo",
+        cmd_demo,
+        "synthesise a speech-like signal, invert its mel with default and fast, and score them",
+        options=(
+            arg(
+                "-o",
+                "--output",
+                default="melinvert-demo",
+                metavar="DIR",
+                help="output folder (default melinvert-demo)",
+            ),
+            add_config_options,
+            arg("--methods", default="default,fast", help="comma-separated methods (default: default,fast)"),
+            arg("--seconds", type=float, default=4.0, help="length of the signal (default 4)"),
+            arg("--seed", type=int, default=0, help="seed of the signal and the inversion"),
+            add_overwrite,
+        ),
+        examples=("melinvert demo -o demo/",),
+    ),
+    Command(
+        "methods", cmd_methods, "list the inversion methods and their stages", examples=("melinvert methods",)
+    ),
+    Command(
+        "bench",
+        cmd_bench,
+        "compare methods on your clips: results.csv, summary.md, figures and a listening page",
+        options=(
+            add_inputs,
+            arg("-o", "--output", required=True, metavar="OUT_DIR", help="folder for results and page"),
+            add_required_config,
+            arg("--methods", default="default,fast", help="comma-separated methods (default: default,fast)"),
+            arg("--with-librosa", action="store_true", help="add librosa's mel_to_audio as a reference row"),
+            arg("--seed", type=int, default=0, help="seed of the inversions (default 0)"),
+            arg("--no-extras", action="store_true", help="skip PESQ and STOI"),
+            arg("--resume", action="store_true", help="continue OUT_DIR, skipping finished pairs"),
+            add_overwrite,
+            add_device,
+        ),
+        examples=("melinvert bench speech/ --preset hifigan-22k-80 --methods default,fast -o bench/",),
+    ),
+    Command(
+        "train",
+        cmd_train,
+        "train a learned stage (refiner, degli, cnn_vocoder) on your audio for a mel config",
+        options=(add_train_options,),
+        examples=(
+            "melinvert train refiner speech/ --preset hifigan-22k-80 -o runs/refiner --max-minutes 60",
+            "melinvert train refiner speech/ --preset hifigan-22k-80 -o runs/refiner --resume",
+            "melinvert invert mels/ -o wavs/ --preset hifigan-22k-80 --method refiner+pghi+fgla --model runs/refiner",
+        ),
     ),
 ]
 

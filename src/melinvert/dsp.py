@@ -40,6 +40,19 @@ def resolve_device(device: str | torch.device | None, like: torch.Tensor | None 
     return dev
 
 
+def from_numpy_readonly(arr: np.ndarray) -> torch.Tensor:
+    """``torch.from_numpy`` without copying, also for read-only arrays (memory-mapped files).
+
+    melinvert never writes into input tensors, so torch's warning about read-only memory
+    does not apply.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(arr)
+
+
 def as_tensor(
     x: Any, *, name: str, device: str | torch.device | None = None
 ) -> tuple[torch.Tensor, bool, torch.dtype]:
@@ -67,7 +80,7 @@ def as_tensor(
         )
         if arr.dtype not in (np.float32, np.float64):
             arr = arr.astype(np.float32)
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        t = from_numpy_readonly(np.ascontiguousarray(arr))
         was_numpy = True
     dtype = t.dtype
     check(t.numel() > 0, f"{name} is empty (shape {tuple(t.shape)})")

@@ -680,7 +680,10 @@ def _read_npz(p: Path) -> tuple[Any, MelConfig | None]:
 
 def _read_npy(p: Path) -> tuple[Any, MelConfig | None]:
     try:
-        arr = np.load(p, allow_pickle=False)
+        try:  # memory-mapped: a long mel is paged in block by block, not copied whole
+            arr = np.load(p, allow_pickle=False, mmap_mode="r")
+        except (ValueError, OSError):
+            arr = np.load(p, allow_pickle=False)
     except ValueError as e:
         raise MelinvertError(_numpy_problem(p, e, ".npy")) from None
     except Exception as e:
@@ -871,7 +874,9 @@ def load_mel(
     use = asked if asked is not None else recorded
     mel, _ = to_mels_first(arr, n_mels=use.n_mels if use is not None else None, layout=layout, source=src)
     if use is not None:
-        problem = use.compression.range_problem(torch.from_numpy(mel))
+        from .dsp import from_numpy_readonly
+
+        problem = use.compression.range_problem(from_numpy_readonly(np.ascontiguousarray(mel)))
         check(problem is None, f"{src}: {problem}")
     return mel, recorded
 

@@ -84,12 +84,13 @@ def pinv(mel: torch.Tensor, config: MelConfig, *, n_iter: int | None = None) -> 
     return _to_magnitude((pi @ mel).clamp_min(0.0), config)
 
 
-def nnls_solve(mel: torch.Tensor, config: MelConfig, *, n_iter: int = 40, tol: float = 1e-5) -> torch.Tensor:
+def nnls_solve(mel: torch.Tensor, config: MelConfig, *, n_iter: int = 40) -> torch.Tensor:
     """Solve ``min ||fb @ P - mel||^2`` over ``P >= 0`` frame by frame (all frames at once).
 
     FISTA (accelerated projected gradient, step ``1 / ||fb||_2^2``) with a warm start from the
-    clipped pseudo-inverse, on the bins some filter covers (the others stay zero). Stops after
-    ``n_iter`` iterations or when the objective falls below ``tol`` times the start's.
+    clipped pseudo-inverse, for exactly ``n_iter`` iterations (no data-dependent stop, so a
+    batch gives the same result as its items alone), on the bins some filter covers (the
+    others stay zero).
 
     Returns
     -------
@@ -106,18 +107,13 @@ def nnls_solve(mel: torch.Tensor, config: MelConfig, *, n_iter: int = 40, tol: f
     lead = mel.shape[:-2]
     m = mel.reshape(-1, *mel.shape[-2:])
     p = (pi @ m).clamp_min_(0.0)
-    start = ((fb @ p - m) ** 2).sum()
-    y = p.clone()
+    y = p
     t = 1.0
-    for k in range(n_iter):
+    for _ in range(n_iter):
         r = fb @ y - m
-        if k % 10 == 9 and float((r**2).sum()) <= tol * float(start):
-            break
-        p_next = torch.sub(y, fbt @ r, alpha=step)
-        p_next.clamp_min_(0.0)
+        p_next = torch.sub(y, fbt @ r, alpha=step).clamp_min_(0.0)
         t_next = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
-        beta = (t - 1.0) / t_next
-        y = p_next + beta * (p_next - p)
+        y = torch.lerp(p, p_next, 1.0 + (t - 1.0) / t_next)  # p_next + beta (p_next - p)
         p, t = p_next, t_next
     out = mel.new_zeros(*lead, config.n_freqs, mel.shape[-1])
     out[..., lo:hi, :] = p.reshape(*lead, hi - lo, mel.shape[-1])
@@ -147,7 +143,8 @@ def gd(mel: torch.Tensor, config: MelConfig, *, n_iter: int | None = None, lr: f
         for _ in range(n_iter):
             opt.zero_grad(set_to_none=True)
             est = fb @ torch.exp(theta * config.power)
-            loss = ((torch.log(est + floor) - target) ** 2).mean()
+            # sum of per-item means: each item's gradient is what it would be alone
+            loss = ((torch.log(est + floor) - target) ** 2).mean(dim=(-2, -1)).sum()
             loss.backward()
             opt.step()
     return torch.exp(theta.detach())

@@ -367,14 +367,16 @@ def snr_db(reference: Any, estimate: Any) -> float | np.ndarray:
 def estimate_lag(
     reference: Any, estimate: Any, sample_rate: int, max_lag_s: float = 0.05
 ) -> int | np.ndarray:
-    """The lag of ``estimate`` behind ``reference`` in samples, by FFT cross-correlation.
+    """The lag of ``estimate`` behind ``reference`` in samples, from their energy envelopes.
 
-    The lag ``L`` maximises ``|sum_n estimate[n] * reference[n - L]|`` over
-    ``|L| <= max_lag_s * sample_rate``. **Positive means the estimate is late**:
-    ``estimate[n] ~ reference[n - L]``, so ``estimate[L:]`` lines up with ``reference``. The
-    absolute value makes a polarity-inverted estimate (which magnitude-only inversion can
-    give) align as well as an upright one; among equal peaks the smallest ``|L|`` wins (0 for
-    silence).
+    The lag ``L`` maximises the cross-correlation ``sum_n e_est[n] * e_ref[n - L]`` over
+    ``|L| <= max_lag_s * sample_rate``, where ``e`` is the short-time energy (``x^2`` smoothed
+    by a 10 ms Hann window, mean removed). **Positive means the estimate is late**:
+    ``estimate[n] ~ reference[n - L]``, so ``estimate[L:]`` lines up with ``reference``.
+    Envelopes, unlike waveforms, do not depend on the phase a magnitude-only inversion
+    chooses (nor on polarity), so a phase-retrieved output of a periodic sound is not
+    "aligned" a pitch period off, while a pure delay still shows exactly. Among equal peaks
+    the smallest ``|L|`` wins (0 for silence).
 
     Parameters
     ----------
@@ -400,6 +402,7 @@ def estimate_lag(
         ref.shape[:-1] == est.shape[:-1],
         f"reference shape {ref.shape} and estimate shape {est.shape} differ in their leading dimensions",
     )
+    ref, est = _energy_envelope(ref, sr), _energy_envelope(est, sr)
     nr, ne = ref.shape[-1], est.shape[-1]
     max_lag = min(round(max_lag_s * sr), max(nr, ne) - 1)
     n = _next_fast_len(nr + ne - 1)
@@ -415,6 +418,15 @@ def estimate_lag(
     vals = np.abs(corr[..., lags % n])
     best = lags[np.argmax(vals, axis=-1)]
     return int(best) if best.ndim == 0 else best
+
+
+def _energy_envelope(x: np.ndarray, sr: int) -> np.ndarray:
+    """``x^2`` smoothed by a 10 ms Hann window (same length, zero-phase), mean removed."""
+    from scipy.signal import fftconvolve
+
+    w = np.hanning(max(3, round(0.010 * sr)) | 1)
+    env = fftconvolve(x * x, (w / w.sum()).reshape((1,) * (x.ndim - 1) + (-1,)), mode="same", axes=-1)
+    return env - env.mean(axis=-1, keepdims=True)
 
 
 def _next_fast_len(n: int) -> int:

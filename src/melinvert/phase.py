@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .config import MelConfig
 from .dsp import FrameOps
@@ -32,15 +32,28 @@ Callback = Callable[[int, torch.Tensor, torch.Tensor], bool | None]
 PGHI_GAMMA = {"hann": 0.25645, "hamming": 0.29794, "blackman": 0.17954, "rect": 0.25645}
 
 
+def power(spec: torch.Tensor) -> torch.Tensor:
+    """``|spec|^2`` of a complex tensor, real (faster on CPU than ``spec.abs()``)."""
+    r = torch.view_as_real(spec)
+    q = r * r
+    return q[..., 0] + q[..., 1]
+
+
 def project_magnitude(spec: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
-    """``mag * spec / |spec|`` (phase of ``spec``, magnitude ``mag``); zero stays zero-phase."""
-    scale = mag / spec.abs().clamp_min(torch.finfo(mag.dtype).tiny)
-    return spec * scale
+    """``mag * spec / |spec|``: the phase of ``spec`` with magnitude ``mag`` (zero stays zero)."""
+    gain = power(spec).clamp_min_(torch.finfo(mag.dtype).tiny).rsqrt_().mul_(mag)
+    return spec * gain
+
+
+def momentum(new: torch.Tensor, old: torch.Tensor, weight: float) -> torch.Tensor:
+    """``old + weight * (new - old)`` for complex tensors (on their real views: much faster)."""
+    out = torch.lerp(torch.view_as_real(old), torch.view_as_real(new), weight)
+    return torch.view_as_complex(out)
 
 
 def spectral_convergence(spec: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
     """``|| |spec| - mag ||_F / ||mag||_F`` per batch item, shape ``(B,)``."""
-    num = torch.linalg.vector_norm(spec.abs() - mag, dim=(-2, -1))
+    num = torch.linalg.vector_norm(power(spec).sqrt_() - mag, dim=(-2, -1))
     den = torch.linalg.vector_norm(mag, dim=(-2, -1)).clamp_min(torch.finfo(mag.dtype).tiny)
     return num / den
 
@@ -51,9 +64,21 @@ def spectral_convergence(spec: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
 def init_random(
     mag: torch.Tensor, config: MelConfig, *, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Uniform random phase in [0, 2 pi), reproducible with ``generator``; returns angles."""
-    u = torch.rand(mag.shape, generator=generator, dtype=mag.dtype, device="cpu")
-    return (2 * math.pi * u).to(mag.device)
+    """Uniform random phase in [0, 2 pi); returns angles ``(B, T, F)``.
+
+    Drawn in float64 on the CPU and cast, the same stream for every batch item, so a seed
+    gives the same phases in float32 and float64, alone or in a batch.
+    """
+    state = generator.get_state() if generator is not None else None
+    g = torch.Generator()
+    if state is not None:
+        g.set_state(state)
+    else:
+        g.seed()
+    u = torch.rand(mag.shape[-2:], generator=g, dtype=torch.float64)
+    if generator is not None:  # advance the caller's generator as one draw would
+        torch.rand(mag.shape[-2:], generator=generator, dtype=torch.float64)
+    return (2 * math.pi * u).to(dtype=mag.dtype, device=mag.device).expand(mag.shape).contiguous()
 
 
 def init_zero(
@@ -83,7 +108,7 @@ def init_pghi(
     split at the valleys between them) plus the frequency integral from that peak. The
     result is converted to the frame-start phase convention of :func:`melinvert.dsp.stft`.
     """
-    b, t, f = mag.shape
+    f = mag.shape[-1]
     a, m_fft = config.hop_length, config.n_fft
     lam = PGHI_GAMMA[config.window] * config.win_length**2
     peak = mag.amax(dim=(-2, -1), keepdim=True).clamp_min(torch.finfo(mag.dtype).tiny)
@@ -111,23 +136,35 @@ def init_pghi(
     psi_f = torch.cumsum(
         torch.cat([torch.zeros_like(phi_f[..., :1]), 0.5 * (phi_f[..., 1:] + phi_f[..., :-1])], 2), 2
     )
-    # peak ownership: each bin belongs to the nearest peak on its side of the valley
-    left = F.pad(mag[..., :-1], (1, 0), value=-1.0)
-    right = F.pad(mag[..., 1:], (0, 1), value=-1.0)
-    is_peak = (mag >= left) & (mag > right)
-    is_valley = (mag < left) & (mag <= right)
-    idx = torch.arange(f, device=mag.device).expand(b, t, f)
-    last_peak = torch.cummax(torch.where(is_peak, idx, torch.full_like(idx, -1)), dim=2).values
-    next_peak = torch.flip(
-        torch.cummin(torch.flip(torch.where(is_peak, idx, torch.full_like(idx, f)), [2]), dim=2).values, [2]
-    )
-    last_valley = torch.cummax(torch.where(is_valley, idx, torch.full_like(idx, -1)), dim=2).values
-    use_next = (last_peak < 0) | ((last_valley > last_peak) & (next_peak < f))
-    owner = torch.where(use_next, next_peak, last_peak).clamp(0, f - 1)
+    owner = _peak_owner(mag)
     phase = torch.gather(psi_t, 2, owner) + psi_f - torch.gather(psi_f, 2, owner)
     # window-centred -> frame-start convention: the window's centre sits at n_fft // 2 of
     # each frame (also when win_length < n_fft), so X = exp(-2 pi i m (n_fft // 2) / n_fft) Y
     return phase - 2 * math.pi * bins * (m_fft // 2) / m_fft
+
+
+def _peak_owner(mag: torch.Tensor) -> torch.Tensor:
+    """Index of the spectral peak each bin belongs to, ``(B, T, F)`` int64.
+
+    Peaks are local maxima along frequency; a bin belongs to the nearest peak on its side of
+    the valley (local minimum) between two peaks. Computed with numpy's running max/min,
+    which are several times faster on the CPU than torch's cummax.
+    """
+    m = mag.detach().cpu().numpy()
+    f = m.shape[-1]
+    left = np.concatenate([np.full((*m.shape[:-1], 1), -1.0, m.dtype), m[..., :-1]], axis=-1)
+    right = np.concatenate([m[..., 1:], np.full((*m.shape[:-1], 1), -1.0, m.dtype)], axis=-1)
+    idx = np.arange(f, dtype=np.int32)
+    is_peak = (m >= left) & (m > right)
+    is_valley = (m < left) & (m <= right)
+    last_peak = np.maximum.accumulate(np.where(is_peak, idx, -1).astype(np.int32), axis=-1)
+    next_peak = np.minimum.accumulate(np.where(is_peak, idx, f).astype(np.int32)[..., ::-1], axis=-1)[
+        ..., ::-1
+    ]
+    last_valley = np.maximum.accumulate(np.where(is_valley, idx, -1).astype(np.int32), axis=-1)
+    use_next = (last_peak < 0) | ((last_valley > last_peak) & (next_peak < f))
+    owner = np.clip(np.where(use_next, next_peak, last_peak), 0, f - 1)
+    return torch.from_numpy(owner.astype(np.int64)).to(mag.device)
 
 
 INIT_METHODS: dict[str, tuple[Callable[..., torch.Tensor], str]] = {
@@ -171,26 +208,41 @@ class MelRefit:
         self.power = config.power
         self.mel = mel
         self.tiny = 1e-8 * float(mel.amax()) + torch.finfo(mel.dtype).tiny
-        self.log_target = torch.log(mel + self.tiny)
-        self.n_freqs = config.n_freqs
+        self._log_target: torch.Tensor | None = None
+        self._est: torch.Tensor | None = None
 
-    def __call__(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, T, F)`` complex -> (new target magnitude ``(B, T, F)``, mel loss ``(B,)``)."""
-        mag = spec[..., self.lo : self.hi].abs()
-        pw = mag if self.power == 1 else mag.pow(self.power)
+    def __call__(self, spec: torch.Tensor) -> torch.Tensor:
+        """``(B, T, F)`` complex -> the new target magnitude ``(B, T, F)`` (zero outside the filters)."""
+        p = power(spec[..., self.lo : self.hi])  # |c|^2 on the covered bins
+        if self.power == 2:
+            pw = p
+        elif self.power == 1:
+            pw = p.sqrt_()
+        else:
+            pw = p.pow_(self.power / 2)
         est = pw @ self.fb_t  # (B, T, M)
-        loss = (torch.log(est + self.tiny) - self.log_target).abs().mean(dim=(-2, -1))
-        ratio = self.mel / est.clamp_min(self.tiny)
-        gain = ratio @ self.gain_map  # (B, T, F')
+        self._est = est
+        gain = (self.mel / est.clamp_min(self.tiny)) @ self.gain_map  # (B, T, F')
+        band = pw.mul_(gain)
         if self.power != 1:
-            gain = gain.pow(1.0 / self.power)
-        out = spec.real.new_zeros(spec.shape)
-        out[..., self.lo : self.hi] = mag * gain
-        return out, loss
+            band = band.pow_(1.0 / self.power)
+        out = spec.real.new_empty(spec.shape)
+        out[..., : self.lo] = 0.0
+        out[..., self.hi :] = 0.0
+        out[..., self.lo : self.hi] = band
+        return out
+
+    def loss(self) -> torch.Tensor:
+        """Mean absolute log-mel difference ``(B,)`` of the last spectrum seen by :meth:`__call__`."""
+        if self._log_target is None:
+            self._log_target = torch.log(self.mel + self.tiny)
+        assert self._est is not None
+        return (torch.log(self._est + self.tiny) - self._log_target).abs().mean(dim=(-2, -1))
 
 
-def _loss(refit_loss: torch.Tensor | None, z: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
-    return refit_loss if refit_loss is not None else spectral_convergence(z, mag)
+def _loss(refit: MelRefit | None, z: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+    """The loss the callback sees: log-mel L1 with a refit, else spectral convergence."""
+    return refit.loss() if refit is not None else spectral_convergence(z, mag)
 
 
 def gla(
@@ -211,10 +263,9 @@ def gla(
     for i in range(n_iter):
         x = ops.synthesis(spec)
         z = ops.analysis(x)
-        rl = None
         if refit is not None:
-            mag, rl = refit(z)
-        if callback is not None and callback(i, x, _loss(rl, z, mag)):
+            mag = refit(z)
+        if callback is not None and callback(i, x, _loss(refit, z, mag)):
             break
         spec = project_magnitude(z, mag)
     return ops.synthesis(spec)
@@ -237,12 +288,11 @@ def fgla(
     for i in range(n_iter):
         x = ops.synthesis(project_magnitude(t, mag))
         c = ops.analysis(x)
-        rl = None
         if refit is not None:
-            mag, rl = refit(c)
-        if callback is not None and callback(i, x, _loss(rl, c, mag)):
+            mag = refit(c)
+        if callback is not None and callback(i, x, _loss(refit, c, mag)):
             break
-        t = torch.lerp(c_prev, c, 1.0 + alpha)  # c + alpha (c - c_prev)
+        t = momentum(c, c_prev, 1.0 + alpha)  # c + alpha (c - c_prev)
         c_prev = c
     return ops.synthesis(project_magnitude(t, mag))
 
@@ -271,14 +321,13 @@ def agla(
     for i in range(n_iter):
         x = ops.synthesis(project_magnitude(c, mag))
         z = ops.analysis(x)
-        rl = None
         if refit is not None:
-            mag, rl = refit(z)
-        if callback is not None and callback(i, x, _loss(rl, z, mag)):
+            mag = refit(z)
+        if callback is not None and callback(i, x, _loss(refit, z, mag)):
             break
-        t = torch.lerp(d, z, gamma)
-        c = torch.lerp(t_prev, t, 1.0 + alpha)
-        d = torch.lerp(t_prev, t, 1.0 + beta)
+        t = momentum(z, d, gamma)
+        c = momentum(t, t_prev, 1.0 + alpha)
+        d = momentum(t, t_prev, 1.0 + beta)
         t_prev = t
     return ops.synthesis(project_magnitude(c, mag))
 

@@ -23,6 +23,7 @@ from .config import MelConfig, resolve_config
 from .dsp import FrameOps, as_tensor, to_output
 from .errors import MelinvertError, check
 from .magnitude import MAGNITUDE_METHODS, decode_mel
+from .optimize import OPTIMIZERS
 from .phase import INIT_METHODS, PHASE_METHODS, Callback, MelRefit
 
 
@@ -35,10 +36,16 @@ class Plan:
     phase: str | None = "mfgla"
     n_iter: int = 32
     nnls_iter: int | None = None
+    optimizer: str | None = None
+    opt_iter: int = 0
+    vocoder: str | None = None  # a whole-pipeline learned method (melinvert.neural.VOCODERS)
+    model: Any = None  # learned stages' checkpoints, {kind: Checkpoint} (melinvert.neural.bind)
 
     @property
     def name(self) -> str:
-        return "+".join(s for s in (self.magnitude, self.init, self.phase) if s)
+        if self.vocoder:
+            return self.vocoder
+        return "+".join(s for s in (self.magnitude, self.init, self.phase, self.optimizer) if s)
 
 
 #: Named pipelines: name -> (plan, one line). Chosen from measurements (benchmarks/RESULTS.md).
@@ -60,6 +67,7 @@ def list_methods() -> dict[str, str]:
     out.update({f"{n} (stage 1)": d for n, (_, d) in MAGNITUDE_METHODS.items()})
     out.update({f"{n} (initial phase)": d for n, (_, d) in INIT_METHODS.items()})
     out.update({f"{n} (stage 2)": d for n, (_, _, d) in PHASE_METHODS.items()})
+    out.update({f"{n} (stage 3)": d for n, (_, d) in OPTIMIZERS.items()})
     return out
 
 
@@ -67,16 +75,19 @@ def parse_method(method: str, n_iter: int | None = None) -> Plan:
     """Resolve a pipeline name or a ``+`` composition into a :class:`Plan`.
 
     Missing stages take the defaults: ``nnls`` magnitude, ``pghi`` initial phase, and no
-    iterations when no stage-2 name is given.
+    iterations when no stage-2 name is given. A stage-3 optimiser (:data:`OPTIMIZERS`) may
+    follow; ``n_iter`` then sets the optimiser's iterations and stage 2 keeps 32.
     """
     check(isinstance(method, str) and method.strip() != "", f"method={method!r} must be a non-empty name")
     if method in PIPELINES:
         plan = PIPELINES[method][0]
     else:
-        mag, init, phase = None, None, None
+        mag, init, phase, opt = None, None, None, None
         for tok in method.split("+"):
             tok = tok.strip()
-            if tok in MAGNITUDE_METHODS and mag is None:
+            if tok in OPTIMIZERS and opt is None:
+                opt = tok
+            elif tok in MAGNITUDE_METHODS and mag is None:
                 mag = tok
             elif tok in INIT_METHODS and init is None:
                 init = tok
@@ -92,10 +103,18 @@ def parse_method(method: str, n_iter: int | None = None) -> Plan:
                 hint = f"; did you mean {' or '.join(near)}?" if near else f"; known: {', '.join(known)}"
                 what = "repeated stage" if tok in known else "unknown method"
                 raise MelinvertError(f"{what} {tok!r} in method {method!r}{hint}")
-        plan = Plan(mag or "nnls", init or "pghi", phase, 32 if phase else 0)
+        plan = Plan(
+            mag or "nnls",
+            init or "pghi",
+            phase,
+            32 if phase else 0,
+            optimizer=opt,
+            opt_iter=100 if opt else 0,
+        )
     if n_iter is not None:
         check(isinstance(n_iter, int) and n_iter >= 0, f"n_iter={n_iter!r} must be an integer >= 0")
-        plan = dataclasses.replace(plan, n_iter=n_iter)
+        field = "opt_iter" if plan.optimizer else "n_iter"
+        plan = dataclasses.replace(plan, **{field: n_iter})
     return plan
 
 
@@ -139,8 +158,12 @@ def _run_block(
     known: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Invert linear mels ``(B, n_mels, T)`` to audio ``(B, length)``."""
+    if plan.vocoder:  # learned mel -> waveform in one step
+        return _neural.VOCODERS[plan.vocoder][0](lin, config, length=length, model=plan.model)
     mag_fn = MAGNITUDE_METHODS[plan.magnitude][0]
     kw = {"n_iter": plan.nnls_iter} if plan.magnitude == "nnls" and plan.nnls_iter else {}
+    if getattr(mag_fn, "uses_model", False):
+        kw["model"] = plan.model
     mag = mag_fn(lin, config, **kw)
     if config.drop_last_frame:  # Whisper: the STFT has one frame more than the mel
         mag = torch.cat([mag, mag[..., -1:]], dim=-1)
@@ -155,10 +178,26 @@ def _run_block(
         ops.known = known
     angles = INIT_METHODS[plan.init][0](mag, config, generator=generator)
     if plan.phase is None or plan.n_iter == 0:
-        return ops.synthesis(torch.polar(mag, angles))
-    fn, uses_refit, _ = PHASE_METHODS[plan.phase]
-    refit = MelRefit(lin.transpose(-1, -2).contiguous(), config) if uses_refit else None
-    return fn(mag, ops, angles, n_iter=plan.n_iter, refit=refit, callback=callback)
+        y = ops.synthesis(torch.polar(mag, angles))
+    else:
+        fn, uses_refit, _ = PHASE_METHODS[plan.phase]
+        refit = MelRefit(lin.transpose(-1, -2).contiguous(), config) if uses_refit else None
+        pkw = {"model": plan.model} if getattr(fn, "uses_model", False) else {}
+        y = fn(
+            mag,
+            ops,
+            angles,
+            n_iter=plan.n_iter,
+            refit=refit,
+            callback=None if plan.optimizer else callback,
+            **pkw,
+        )
+    if plan.optimizer is None:
+        return y
+    if config.drop_last_frame:
+        lin = lin[..., :-1]
+    opt = OPTIMIZERS[plan.optimizer][0]
+    return opt(lin, config, y, n_iter=plan.opt_iter, callback=callback, known=known)
 
 
 @dataclasses.dataclass
@@ -169,7 +208,7 @@ class BlockStream:
     estimate of the block that was in hand (the part not yet yielded), or ``None``.
     """
 
-    lin: torch.Tensor
+    mel: torch.Tensor
     config: MelConfig
     plan: Plan
     total_length: int
@@ -187,7 +226,7 @@ class BlockStream:
     def __iter__(self) -> Iterator[torch.Tensor]:
         cfg = self.config
         hop = cfg.hop_length
-        t_total = self.lin.shape[-1]
+        t_total = self.mel.shape[-1]
         edge = -(-cfg.n_fft // hop) + 1  # frames near a block edge that see its padding
         start = 0
         known: torch.Tensor | None = None
@@ -199,7 +238,7 @@ class BlockStream:
             self._best = _Best(self.callback)
             with torch.no_grad():
                 y = _run_block(
-                    self.lin[..., start:end],
+                    decode_mel(self.mel[..., start:end], cfg),
                     cfg,
                     self.plan,
                     length=length,
@@ -214,8 +253,10 @@ class BlockStream:
                 yield chunk
                 return
             trusted = (end - edge) * hop  # global sample index up to which this block is final
-            chunk = y[:, self._emitted - start * hop : trusted - start * hop]
-            self._emitted = trusted
+            # the next block holds [next_start * hop, trusted) to these samples and cross-fades
+            # over its last hop; emit up to the start of that cross-fade
+            chunk = y[:, self._emitted - start * hop : trusted - hop - start * hop]
+            self._emitted = trusted - hop
             yield chunk
             next_start = end - self.overlap_frames
             known = y[:, next_start * hop - start * hop : trusted - start * hop]
@@ -229,14 +270,13 @@ class BlockStream:
 
 
 def _prepare(
-    mel: Any, config: MelConfig | str, method: str, n_iter: int | None, device: Any
+    mel: Any, config: MelConfig | str, method: str, n_iter: int | None, device: Any, model: Any = None
 ) -> tuple[torch.Tensor, bool, torch.dtype, MelConfig, Plan, tuple[int, ...]]:
     config = resolve_config(config)
-    plan = parse_method(method, n_iter)
+    plan = _neural.bind(parse_method(method, n_iter), model, config)
     t, was_numpy, dtype = _validate_mel(mel, config, device)
     lead = tuple(t.shape[:-2])
-    lin = decode_mel(t.reshape(-1, *t.shape[-2:]), config)
-    return lin, was_numpy, dtype, config, plan, lead
+    return t.reshape(-1, *t.shape[-2:]), was_numpy, dtype, config, plan, lead
 
 
 def invert_blocks(
@@ -251,6 +291,7 @@ def invert_blocks(
     length: int | None = None,
     block_frames: int = 2048,
     overlap_frames: int = 24,
+    model: Any = None,
 ) -> BlockStream:
     """Invert block by block: a :class:`BlockStream` of torch chunks ``(B, samples)``.
 
@@ -258,18 +299,25 @@ def invert_blocks(
     retrieval is held to the previous block's output in the overlap, so the joins are
     seamless and memory does not grow with the input's length. Arguments as :func:`invert`.
     """
-    lin, was_numpy, dtype, config, plan, lead = _prepare(mel, config, method, n_iter, device)
+    mel_t, was_numpy, dtype, config, plan, lead = _prepare(mel, config, method, n_iter, device, model)
     edge = -(-config.n_fft // config.hop_length) + 1
     check(
         isinstance(block_frames, int) and isinstance(overlap_frames, int) and overlap_frames >= edge + 2,
         f"overlap_frames={overlap_frames} must be an integer >= {edge + 2} for this config",
     )
     check(block_frames >= 2 * overlap_frames, f"block_frames={block_frames} must be >= 2 * overlap_frames")
-    total = config.n_samples(lin.shape[-1]) if length is None else length
+    frames = mel_t.shape[-1]
+    total = config.n_samples(frames) if length is None else length
     check(isinstance(total, int) and total >= 1, f"length={length!r} must be an integer >= 1")
+    if config.n_frames(total) != frames:
+        lo = config.n_samples(frames)
+        hi = lo + config.hop_length - 1
+        raise MelinvertError(
+            f"length={total} does not fit a mel of {frames} frames (its audio had about {lo}..{hi} samples)"
+        )
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     return BlockStream(
-        lin, config, plan, total, block_frames, overlap_frames, gen, callback, lead, was_numpy, dtype
+        mel_t, config, plan, total, block_frames, overlap_frames, gen, callback, lead, was_numpy, dtype
     )
 
 
@@ -284,6 +332,7 @@ def invert(
     callback: Callback | None = None,
     length: int | None = None,
     block_frames: int = 2048,
+    model: Any = None,
 ) -> Any:
     """Turn a mel spectrogram back into audio.
 
@@ -312,6 +361,11 @@ def invert(
         Output length in samples (default ``config.n_samples(frames)``).
     block_frames : int
         Frames per block for long inputs (memory stays bounded; joins are seamless).
+    model : str, PathLike, Checkpoint or a sequence of them, optional
+        Trained weights for the learned stages (``refiner``, ``degli``, ``cnn_vocoder``): a
+        run folder from ``melinvert train``, a ``.safetensors`` checkpoint or a loaded
+        :class:`melinvert.neural.Checkpoint`. Learned stages without one use the weights
+        shipped for the config; a checkpoint trained for another config is refused.
 
     Returns
     -------
@@ -328,6 +382,10 @@ def invert(
         callback=callback,
         length=length,
         block_frames=block_frames,
+        model=model,
     )
     audio = torch.cat(list(stream), dim=-1)
     return to_output(audio.reshape(*stream.lead, audio.shape[-1]), stream.was_numpy, stream.out_dtype)
+
+
+from . import neural as _neural  # noqa: E402  (registers refiner, degli, cnn_vocoder, learned)
