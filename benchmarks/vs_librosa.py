@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> str:
         mel = mi.mel_spectrogram(y_mi, cfg)
         for m in methods:
             mi.invert(mel[:, : max(cfg.min_frames, 40)], cfg, method=m, seed=0)  # warm-up
-            est, sec = timed(lambda m=m: mi.invert(mel, cfg, method=m, seed=0), args.repeat)
+            est, sec = timed(lambda m=m, mel=mel: mi.invert(mel, cfg, method=m, seed=0), args.repeat)
             rows[m].append({"clip": name, "seconds": sec, "audio_s": len(y_mi) / cfg.sample_rate, **score(y_mi, est, cfg.sample_rate, cfg)})
         print(f"{name}: done", file=sys.stderr, flush=True)
 

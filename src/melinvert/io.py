@@ -863,8 +863,6 @@ def load_mel(
         ``n_mels`` or the recorded config disagreeing with ``config``, values that cannot come
         from the compression.
     """
-    import torch
-
     asked = resolve_config(config) if config is not None else None
     arr, recorded = read_mel_file(path)
     src = repr(os.fspath(path))
