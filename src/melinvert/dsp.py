@@ -275,6 +275,9 @@ class FrameOps:
         self._inv_env: torch.Tensor | None = None
         self.known: torch.Tensor | None = None
 
+    #: Hops over which held samples (:attr:`known`) cross-fade into the free estimate.
+    KNOWN_RAMP_HOPS = 4
+
     @property
     def inv_env(self) -> torch.Tensor:
         """``1 / sum_t w^2(n - t hop)`` over the padded signal, floored (computed once)."""
@@ -314,8 +317,9 @@ class FrameOps:
         """``(B, T, F)`` complex -> ``(B, length)`` real (least-squares overlap-add).
 
         With :attr:`known` set (``(B, K)`` samples, e.g. from the previous block of a long
-        input), the first ``K`` samples are held to them, blended over the last hop, so that
-        consecutive blocks join without a seam.
+        input), the first ``K`` samples are held to them, cross-fading into the free estimate
+        over the last ``min(KNOWN_RAMP_HOPS * hop, K)`` of them, so that consecutive blocks
+        join without a seam.
         """
         frames = torch.fft.irfft(spec, n=self.n_fft, dim=-1)
         frames.mul_(self.window)
@@ -325,7 +329,7 @@ class FrameOps:
             y = F.pad(y, (0, self.length - y.shape[-1]))
         if self.known is not None:
             k = self.known.shape[-1]
-            ramp = min(self.hop, k)
+            ramp = min(self.KNOWN_RAMP_HOPS * self.hop, k)
             y = y.clone()
             y[:, : k - ramp] = self.known[:, : k - ramp]
             w = torch.linspace(1.0, 0.0, ramp + 2, dtype=y.dtype, device=y.device)[1:-1]

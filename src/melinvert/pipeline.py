@@ -254,9 +254,10 @@ class BlockStream:
                 return
             trusted = (end - edge) * hop  # global sample index up to which this block is final
             # the next block holds [next_start * hop, trusted) to these samples and cross-fades
-            # over its last hop; emit up to the start of that cross-fade
-            chunk = y[:, self._emitted - start * hop : trusted - hop - start * hop]
-            self._emitted = trusted - hop
+            # into its own estimate over their last `ramp`; emit up to the start of that fade
+            ramp = min(FrameOps.KNOWN_RAMP_HOPS, self.overlap_frames - edge) * hop
+            chunk = y[:, self._emitted - start * hop : trusted - ramp - start * hop]
+            self._emitted = trusted - ramp
             yield chunk
             next_start = end - self.overlap_frames
             known = y[:, next_start * hop - start * hop : trusted - start * hop]
