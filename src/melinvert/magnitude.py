@@ -84,7 +84,7 @@ def pinv(mel: torch.Tensor, config: MelConfig, *, n_iter: int | None = None) -> 
     return _to_magnitude((pi @ mel).clamp_min(0.0), config)
 
 
-def nnls_solve(mel: torch.Tensor, config: MelConfig, *, n_iter: int = 40) -> torch.Tensor:
+def nnls_solve(mel: torch.Tensor, config: MelConfig, *, n_iter: int = 36) -> torch.Tensor:
     """Solve ``min ||fb @ P - mel||^2`` over ``P >= 0`` frame by frame (all frames at once).
 
     FISTA (accelerated projected gradient, step ``1 / ||fb||_2^2``) with a warm start from the
@@ -122,7 +122,7 @@ def nnls_solve(mel: torch.Tensor, config: MelConfig, *, n_iter: int = 40) -> tor
 
 def nnls(mel: torch.Tensor, config: MelConfig, *, n_iter: int | None = None) -> torch.Tensor:
     """Non-negative least squares, actually solved (see :func:`nnls_solve`)."""
-    return _to_magnitude(nnls_solve(mel, config, n_iter=40 if n_iter is None else n_iter), config)
+    return _to_magnitude(nnls_solve(mel, config, n_iter=36 if n_iter is None else n_iter), config)
 
 
 def gd(mel: torch.Tensor, config: MelConfig, *, n_iter: int | None = None, lr: float = 0.05) -> torch.Tensor:
