@@ -99,7 +99,14 @@ def run(args: argparse.Namespace) -> str:
         librosa.feature.inverse.mel_to_audio(m_lr[:, :20], sr=22050)  # warm-up
         est, sec = timed(lambda m_lr=m_lr: librosa.feature.inverse.mel_to_audio(m_lr, sr=22050), args.repeat)
         rows["librosa mel_to_audio"].append(
-            {"clip": name, "seconds": sec, "audio_s": len(y_lr) / 22050, **score(y_lr, est, 22050, cfg if cfg.sample_rate == 22050 else mi.metrics.analysis_config(22050))}
+            {
+                "clip": name,
+                "seconds": sec,
+                "audio_s": len(y_lr) / 22050,
+                **score(
+                    y_lr, est, 22050, cfg if cfg.sample_rate == 22050 else mi.metrics.analysis_config(22050)
+                ),
+            }
         )
         # melinvert, on the preset's mel of the same clip
         y_mi = soxr.resample(y, sr, cfg.sample_rate, "VHQ") if sr != cfg.sample_rate else y
@@ -108,13 +115,23 @@ def run(args: argparse.Namespace) -> str:
         for m in methods:
             mi.invert(mel[:, : max(cfg.min_frames, 40)], cfg, method=m, seed=0)  # warm-up
             est, sec = timed(lambda m=m, mel=mel: mi.invert(mel, cfg, method=m, seed=0), args.repeat)
-            rows[m].append({"clip": name, "seconds": sec, "audio_s": len(y_mi) / cfg.sample_rate, **score(y_mi, est, cfg.sample_rate, cfg)})
+            rows[m].append(
+                {
+                    "clip": name,
+                    "seconds": sec,
+                    "audio_s": len(y_mi) / cfg.sample_rate,
+                    **score(y_mi, est, cfg.sample_rate, cfg),
+                }
+            )
         print(f"{name}: done", file=sys.stderr, flush=True)
 
     def agg(rs: list[dict]) -> dict:
         audio = sum(r["audio_s"] for r in rs)
         wall = sum(r["seconds"] for r in rs)
-        mean = {k: float(np.mean([r[k] for r in rs if r[k] is not None])) for k in ("pesq_wb", "stoi", "log_mel_l1", "rms_ratio_db")}
+        mean = {
+            k: float(np.mean([r[k] for r in rs if r[k] is not None]))
+            for k in ("pesq_wb", "stoi", "log_mel_l1", "rms_ratio_db")
+        }
         return {
             **mean,
             "peak": max(r["peak"] for r in rs),

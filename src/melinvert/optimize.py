@@ -1,26 +1,662 @@
-"""Direct optimisation against the mel itself (stage 3: refine a waveform so its mel fits).
+"""Stage 3: optimise a waveform directly against the mel it must have.
 
 Every optimiser has the calling shape::
 
     optimizer(mel, config, start, *, n_iter, callback=None, known=None) -> audio
 
-``mel`` : torch.Tensor [shape=(B, n_mels, frames)]
-    Target LINEAR mel (the config's compression already undone).
+``mel`` : torch.Tensor [shape=(B, n_mels, frames), non-negative]
+    Target LINEAR mel (the config's compression already undone), in the config's power.
 ``start`` : torch.Tensor [shape=(B, samples)]
-    Starting waveform (the cascade's output, or noise).
+    Starting waveform (the cascade's output); float32 or float64, on any device. Everything
+    is computed in its dtype and on its device.
+``n_iter`` : int >= 0
+    Iterations (0 returns ``start``).
+``callback`` : callable, optional
+    ``callback(iteration, estimate (B, samples), loss (B,)) -> stop?``; called with the start
+    as iteration 0 and after every iteration. Returning True stops; the best estimate so far
+    (by the optimiser's loss, per item) is returned.
 ``known`` : torch.Tensor [shape=(B, K)], optional
-    Samples at the start of the block that are fixed (the previous block's output).
+    Samples at the start of the block that are fixed (the previous block's output when a
+    long input is inverted block by block), held as :meth:`melinvert.dsp.FrameOps.synthesis`
+    holds them: the result's first ``K - ramp`` samples equal them and the last ``ramp``
+    (``FrameOps.KNOWN_RAMP_HOPS`` hops) cross-fade from them into the free estimate.
 returns : torch.Tensor [shape=(B, samples)]
-    The refined waveform; never worse than ``start`` on the optimiser's own loss.
+    The lowest-loss estimate seen (the start included), so never worse than ``start`` on the
+    optimiser's own loss.
 
-Optimisers are registered in :data:`OPTIMIZERS` (name -> (function, one line)); the pipeline
-composes them after the phase stage, e.g. ``"default+wave_lbfgs"`` style compositions.
+Optimisers, registered in :data:`OPTIMIZERS`:
+
+``wave_lbfgs``
+    L-BFGS on the waveform itself (after Decorsiere et al., IEEE/ACM TASLP 23(1), 2015). Loss:
+    the mean squared difference of log mels, ``mean (ln(mel(x) + d) - ln(M + d))^2`` with
+    ``d = floor^power * max(M)`` per item (:func:`mel_loss`). The paper compressed with
+    ``log1p``, l2-normalised both mels and started from noise; here the start is the cascade's
+    output and the floor is relative to the peak (both measured: ``benchmarks/optimizers.md``).
+    The L-BFGS (:func:`lbfgs`) is batched with a history and a line search per item, so a
+    batch gives its stacked items.
+``wave_lbfgs_noise``
+    The paper's setting: the same L-BFGS started from Gaussian noise (std 1e-6), ignoring
+    ``start`` (its length and dtype are used).
+``stft_gd``
+    Adam on a free STFT ``V = exp(a) * exp(i phi)`` (log-magnitude ``a``, phase ``phi``),
+    minimising ``w_c ||STFT(iSTFT(V)) - V|| / ||V_0|| + w_m rms(ln(mel(|V|) + d) - ln(M + d))``
+    (unsquared norms); the estimate is ``iSTFT(V)``.
+``joint``
+    ADMM on magnitude and phase together (after Masuyama, Ueno & Ono, arXiv 2501.05557):
+    ``min 1/2 || |X| - Y ||^2 + lam/2 ||F W - M||^2`` over a consistent ``Z = X``,
+    ``Y >= 0`` and ``W = Y``; see :func:`joint`. Magnitude mels (``power=1``) only.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Callable
 
 import torch
 
-OPTIMIZERS: dict[str, tuple[Callable[..., torch.Tensor], str]] = {}
+from .config import MelConfig
+from .dsp import FrameOps, mel_basis
+from .errors import check
+from .phase import Callback
+
+OptimizerFn = Callable[..., torch.Tensor]
+
+#: Relative floor of the log-mel losses (``d = floor^power * max(M)``); chosen by measurement.
+DEFAULT_FLOOR = 1e-3
+
+
+# ---------------------------------------------------------------------- shared pieces
+
+
+def _check_common(
+    mel: torch.Tensor, config: MelConfig, start: torch.Tensor, n_iter: int, known: torch.Tensor | None
+) -> None:
+    check(
+        isinstance(n_iter, int) and not isinstance(n_iter, bool) and n_iter >= 0,
+        f"n_iter={n_iter!r} must be an integer >= 0",
+    )
+    check(
+        isinstance(start, torch.Tensor) and start.dim() == 2 and start.is_floating_point(),
+        f"start must be a floating-point tensor shaped (batch, samples), got "
+        f"{tuple(start.shape) if isinstance(start, torch.Tensor) else type(start).__name__}",
+    )
+    check(
+        isinstance(mel, torch.Tensor) and mel.dim() == 3 and mel.shape[1] == config.n_mels,
+        f"mel must be shaped (batch, n_mels={config.n_mels}, frames), got "
+        f"{tuple(mel.shape) if isinstance(mel, torch.Tensor) else type(mel).__name__}",
+    )
+    check(
+        mel.shape[0] == start.shape[0],
+        f"mel batch {mel.shape[0]} and start batch {start.shape[0]} differ",
+    )
+    frames = config.n_frames(start.shape[-1])
+    check(
+        frames == mel.shape[-1],
+        f"start has {start.shape[-1]} samples, which give {frames} frames, but the mel has {mel.shape[-1]}",
+    )
+    check(bool(torch.isfinite(start).all()), "start contains NaN or Inf")
+    check(bool(torch.isfinite(mel).all()) and bool((mel >= 0).all()), "mel must be finite and non-negative")
+    if known is not None:
+        check(
+            isinstance(known, torch.Tensor)
+            and known.dim() == 2
+            and known.shape[0] == start.shape[0]
+            and known.shape[1] < start.shape[1],
+            f"known must be shaped (batch={start.shape[0]}, K) with K < {start.shape[1]} samples, got "
+            f"{tuple(known.shape) if isinstance(known, torch.Tensor) else type(known).__name__}",
+        )
+
+
+def _hold(x: torch.Tensor, known: torch.Tensor | None, hop: int) -> torch.Tensor:
+    """``x`` held to ``known`` as :meth:`FrameOps.synthesis` holds it (differentiable in ``x``).
+
+    The first ``K - ramp`` samples become ``known``; over the last ``ramp =
+    min(FrameOps.KNOWN_RAMP_HOPS * hop, K)`` of the ``K`` the result cross-fades from ``known``
+    into ``x``, so that blocks join as the pipeline joins them; the rest is ``x``.
+    """
+    if known is None:
+        return x
+    k = known.shape[-1]
+    ramp = min(FrameOps.KNOWN_RAMP_HOPS * hop, k)
+    known = known.to(x.dtype)
+    w = torch.linspace(1.0, 0.0, ramp + 2, dtype=x.dtype, device=x.device)[1:-1]
+    fade = w * known[:, k - ramp :] + (1 - w) * x[:, k - ramp : k]
+    return torch.cat([known[:, : k - ramp], fade, x[:, k:]], dim=-1)
+
+
+class MelObjective:
+    """The mel of a waveform (or of an STFT magnitude) and its log-domain distance to a target.
+
+    Parameters
+    ----------
+    mel : torch.Tensor [shape=(B, n_mels, frames), non-negative]
+        Target linear mel.
+    config : MelConfig
+    length : int
+        Waveform length in samples.
+    floor : float
+        Relative floor ``d = floor^power * max(M)`` (per item) inside the logarithms.
+    dtype, device :
+        Those of the waveforms to be scored.
+    """
+
+    def __init__(
+        self,
+        mel: torch.Tensor,
+        config: MelConfig,
+        length: int,
+        *,
+        floor: float = DEFAULT_FLOOR,
+        dtype: torch.dtype,
+        device: torch.device,
+    ):
+        check(
+            isinstance(floor, (int, float)) and not isinstance(floor, bool) and 0 < floor < 1,
+            f"floor={floor!r} must be a number in (0, 1)",
+        )
+        self.config = config
+        self.ops = FrameOps(config, length, dtype=dtype, device=device)
+        fb = mel_basis(config, dtype=dtype, device=device)
+        cover = torch.nonzero(fb.sum(0) > 0).flatten()
+        self.lo, self.hi = int(cover[0]), int(cover[-1]) + 1
+        self.fb = fb[:, self.lo : self.hi].contiguous()  # (M, F')
+        self.fb_t = self.fb.T.contiguous()  # (F', M)
+        self.target = mel.to(dtype=dtype, device=device).transpose(1, 2).contiguous()  # (B, T, M)
+        peak = self.target.amax(dim=(1, 2), keepdim=True)
+        tiny = torch.finfo(dtype).tiny
+        self.delta = (floor**config.power * peak).clamp_min(1e3 * tiny)  # (B, 1, 1)
+        self.log_target = torch.log(self.target + self.delta)
+        # d|X|/dX is unbounded at X = 0 without an epsilon: add the smallest harmless one
+        self.eps = config.mag_eps if config.mag_eps > 0 else 1e-12 * max(1.0, float(peak.max())) ** 2
+
+    def magnitude_mel(self, mag: torch.Tensor) -> torch.Tensor:
+        """Mel ``(B, T, M)`` of an STFT magnitude ``(B, T, F)`` (``|X|``, not yet powered)."""
+        m = mag[..., self.lo : self.hi]
+        p = self.config.power
+        pw = m if p == 1 else m.square() if p == 2 else m.pow(p)
+        return pw @ self.fb_t
+
+    def spec_mel(self, spec: torch.Tensor) -> torch.Tensor:
+        """Mel ``(B, T, M)`` of a complex STFT ``(B, T', F)``, with the config's magnitude epsilon."""
+        if self.config.drop_last_frame:
+            spec = spec[:, :-1]
+        s = spec[..., self.lo : self.hi]
+        pw2 = s.real.square() + s.imag.square()
+        cfg = self.config
+        if cfg.mag_eps > 0 and cfg.mag_eps_mode == "clamp":
+            pw2 = pw2.clamp_min(cfg.mag_eps)
+        else:
+            pw2 = pw2 + self.eps
+        p = cfg.power
+        pw = pw2 if p == 2 else pw2.sqrt() if p == 1 else pw2.pow(p / 2)
+        return pw @ self.fb_t
+
+    def log_error(self, est: torch.Tensor) -> torch.Tensor:
+        """``ln(est + d) - ln(M + d)``, ``(B, T, M)``."""
+        return torch.log(est + self.delta) - self.log_target
+
+    def wave_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """``mean (ln(mel(x) + d) - ln(M + d))^2`` per item, ``(B,)``."""
+        return self.log_error(self.spec_mel(self.ops.analysis(x))).square().mean(dim=(1, 2))
+
+
+def _wave_loss_of(obj: MelObjective, spec: torch.Tensor) -> torch.Tensor:
+    """:meth:`MelObjective.wave_loss` of the waveform whose STFT ``spec`` is (no new analysis)."""
+    return obj.log_error(obj.spec_mel(spec)).square().mean(dim=(1, 2))
+
+
+def mel_loss(
+    audio: torch.Tensor, mel: torch.Tensor, config: MelConfig, *, floor: float = DEFAULT_FLOOR
+) -> torch.Tensor:
+    """The loss ``wave_lbfgs`` minimises, differentiable in ``audio``.
+
+    Parameters
+    ----------
+    audio : torch.Tensor [shape=(B, samples)]
+        Waveforms (float32 or float64).
+    mel : torch.Tensor [shape=(B, n_mels, frames), non-negative]
+        Target linear mels; ``frames = config.n_frames(samples)``.
+    config : MelConfig
+    floor : float
+        Relative floor ``d = floor^power * max(M)`` per item.
+
+    Returns
+    -------
+    torch.Tensor [shape=(B,)]
+        ``mean over bands and frames of (ln(mel(audio) + d) - ln(M + d))^2`` (nepers squared).
+    """
+    _check_common(mel, config, audio.detach(), 0, None)
+    obj = MelObjective(mel, config, audio.shape[-1], floor=floor, dtype=audio.dtype, device=audio.device)
+    return obj.wave_loss(audio)
+
+
+class _Tracker:
+    """Per-item best estimate by loss, and the callback."""
+
+    def __init__(self, start: torch.Tensor, callback: Callback | None):
+        self.best = start.detach().clone()
+        self.best_loss = torch.full((start.shape[0],), math.inf, dtype=torch.float64, device=start.device)
+        self.callback = callback
+
+    def __call__(self, i: int, x: torch.Tensor, loss: torch.Tensor) -> bool:
+        x = x.detach()
+        loss = loss.detach()
+        better = loss.to(torch.float64) < self.best_loss
+        if bool(better.any()):
+            self.best = torch.where(better[:, None], x, self.best)
+            self.best_loss = torch.where(better, loss.to(torch.float64), self.best_loss)
+        return bool(self.callback(i, x, loss)) if self.callback is not None else False
+
+
+# ---------------------------------------------------------------------- L-BFGS
+
+
+def lbfgs(
+    fun: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    x0: torch.Tensor,
+    *,
+    n_iter: int,
+    history: int = 10,
+    first_step: float = 1e-3,
+    callback: Callable[[int, torch.Tensor, torch.Tensor], bool] | None = None,
+    c1: float = 1e-4,
+    max_search: int = 12,
+) -> torch.Tensor:
+    """Batched L-BFGS: every item has its own history and its own line search.
+
+    Parameters
+    ----------
+    fun : callable
+        ``fun(x (B, N)) -> (loss (B,), gradient (B, N))``, item ``b``'s loss depending on
+        ``x[b]`` only.
+    x0 : torch.Tensor [shape=(B, N)]
+    n_iter : int
+        Iterations (each costs one evaluation of ``fun`` when the full step is accepted).
+    history : int
+        Curvature pairs kept per item.
+    first_step : float
+        Length of the first (steepest-descent) step relative to ``||x0||`` (or to
+        ``sqrt(N)`` when ``x0`` is nearly zero); the first line search also expands it by 4x
+        while the loss keeps falling.
+    callback : callable, optional
+        ``callback(iteration, x, loss) -> stop?``, with the start as iteration 0.
+    c1 : float
+        Armijo constant of the backtracking line search (factor 0.5).
+    max_search : int
+        Evaluations per line search; an item whose search fails keeps its point and restarts
+        its history.
+
+    Returns
+    -------
+    torch.Tensor [shape=(B, N)]
+        The last iterate; the loss never rises (Armijo), so it is also the best one.
+    """
+    x = x0.detach().clone()
+    b, n = x.shape
+    f, g = fun(x)
+    if callback is not None and callback(0, x, f):
+        return x
+    s_hist = x.new_zeros(history, b, n)
+    y_hist = x.new_zeros(history, b, n)
+    rho = x.new_zeros(history, b)
+    valid = torch.zeros(history, b, dtype=torch.bool, device=x.device)
+    fresh = torch.ones(b, dtype=torch.bool, device=x.device)  # no usable curvature yet
+    scale0 = first_step * torch.maximum(x.norm(dim=1), x.new_tensor(1e-3 * math.sqrt(n)))
+    slot = 0
+    for it in range(1, n_iter + 1):
+        # two-loop recursion, per item (pairs marked invalid contribute nothing)
+        q = g.clone()
+        alpha = x.new_zeros(history, b)
+        order = [(slot - 1 - j) % history for j in range(history)]
+        for i in order:
+            a = rho[i] * (s_hist[i] * q).sum(1) * valid[i]
+            alpha[i] = a
+            q.sub_(a[:, None] * y_hist[i])
+        newest = order[0]
+        yy = (y_hist[newest] * y_hist[newest]).sum(1)
+        gamma = (s_hist[newest] * y_hist[newest]).sum(1) / yy.clamp_min(torch.finfo(x.dtype).tiny)
+        gnorm = g.norm(dim=1).clamp_min(torch.finfo(x.dtype).tiny)
+        gamma = torch.where(fresh | ~valid[newest], scale0 / gnorm, gamma)
+        r = gamma[:, None] * q
+        for i in reversed(order):
+            beta = rho[i] * (y_hist[i] * r).sum(1) * valid[i]
+            r.add_((alpha[i] - beta)[:, None] * s_hist[i])
+        d = -r
+        slope = (g * d).sum(1)
+        uphill = slope >= 0
+        if bool(uphill.any()):  # lost descent (rounding): fall back to steepest descent
+            d = torch.where(uphill[:, None], -g * (scale0 / gnorm)[:, None], d)
+            slope = (g * d).sum(1)
+        # backtracking line search; items without curvature (fresh) first expand their step
+        # by 4x while the loss keeps falling, since their step length is only a guess
+        t = x.new_ones(b)
+        accepted = torch.zeros(b, dtype=torch.bool, device=x.device)
+        expanding = fresh.clone()
+        active = torch.ones(b, dtype=torch.bool, device=x.device)
+        x_new, f_new, g_new = x.clone(), f.clone(), g.clone()
+        for _ in range(max_search):
+            trial = x + t[:, None] * d
+            ft, gt = fun(trial)
+            ok = active & (ft <= f + c1 * t * slope) & torch.isfinite(ft)
+            improve = ok & expanding & (ft < f_new)
+            take = improve | (ok & ~expanding)
+            x_new = torch.where(take[:, None], trial, x_new)
+            f_new = torch.where(take, ft, f_new)
+            g_new = torch.where(take[:, None], gt, g_new)
+            accepted |= take
+            stalled = active & expanding & ~improve  # expansion over: done, or backtrack
+            done = (ok & ~expanding) | (stalled & accepted)
+            expanding &= ~stalled
+            active &= ~done
+            if not bool(active.any()):
+                break
+            t = torch.where(active & expanding, t * 4.0, torch.where(active, t * 0.5, t))
+        # curvature pair, kept only when it is positive (so the inverse Hessian stays positive)
+        s = x_new - x
+        yv = g_new - g
+        sy = (s * yv).sum(1)
+        keep = accepted & (sy > 1e-10 * s.norm(dim=1) * yv.norm(dim=1))
+        s_hist[slot] = torch.where(keep[:, None], s, s_hist[slot])
+        y_hist[slot] = torch.where(keep[:, None], yv, y_hist[slot])
+        rho[slot] = torch.where(keep, 1.0 / sy.clamp_min(torch.finfo(x.dtype).tiny), rho[slot])
+        valid[slot] = keep
+        failed = ~accepted
+        if bool(failed.any()):  # restart the history of items whose search failed
+            valid[:, failed] = False
+        fresh = failed
+        slot = (slot + 1) % history
+        x, f, g = x_new, f_new, g_new
+        if callback is not None and callback(it, x, f):
+            break
+    return x
+
+
+# ---------------------------------------------------------------------- wave_lbfgs
+
+
+def wave_lbfgs(
+    mel: torch.Tensor,
+    config: MelConfig,
+    start: torch.Tensor,
+    *,
+    n_iter: int,
+    callback: Callback | None = None,
+    known: torch.Tensor | None = None,
+    init: str = "start",
+    seed: int = 0,
+    floor: float = DEFAULT_FLOOR,
+    history: int = 10,
+) -> torch.Tensor:
+    """L-BFGS on the waveform against the log mel (see the module docstring).
+
+    Parameters
+    ----------
+    mel, config, start, n_iter, callback, known :
+        The optimiser calling shape (module docstring).
+    init : {"start", "noise"}
+        ``noise``: start from Gaussian noise of std 1e-6 (seeded with ``seed``), as
+        Decorsiere et al. did; ``start`` then gives only the length, dtype and device.
+    floor : float
+        Relative floor of the log mel (:func:`mel_loss`).
+    history : int
+        L-BFGS curvature pairs per item.
+
+    Returns
+    -------
+    torch.Tensor [shape=(B, samples)]
+    """
+    _check_common(mel, config, start, n_iter, known)
+    check(init in ("start", "noise"), f"init={init!r} must be 'start' or 'noise'")
+    if init == "noise":
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        noise = torch.randn(start.shape, generator=gen, dtype=torch.float64) * 1e-6
+        start = noise.to(dtype=start.dtype, device=start.device)
+    z0 = start.detach()
+    hop = config.hop_length
+    obj = MelObjective(mel, config, z0.shape[-1], floor=floor, dtype=z0.dtype, device=z0.device)
+
+    def fun(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            zv = z.detach().requires_grad_(True)
+            loss = obj.wave_loss(_hold(zv, known, hop))  # held samples get no gradient
+            (grad,) = torch.autograd.grad(loss.sum(), zv)
+        return loss.detach(), grad
+
+    track = _Tracker(z0, callback)
+    lbfgs(fun, z0, n_iter=n_iter, history=history, callback=lambda i, z, f: track(i, _hold(z, known, hop), f))
+    return track.best
+
+
+# ---------------------------------------------------------------------- stft_gd
+
+
+def stft_gd(
+    mel: torch.Tensor,
+    config: MelConfig,
+    start: torch.Tensor,
+    *,
+    n_iter: int,
+    callback: Callback | None = None,
+    known: torch.Tensor | None = None,
+    lr: float = 0.03,
+    warmup: int = 20,
+    weights: tuple[float, float] = (0.5, 0.5),
+    mel_domain: str = "log",
+    squared: bool = False,
+    floor: float = DEFAULT_FLOOR,
+) -> torch.Tensor:
+    """Adam on a free STFT against consistency and the mel (see the module docstring).
+
+    The loss per item, with ``V = exp(a) exp(i phi)`` and ``V_0`` the start's STFT::
+
+        w_c ||STFT(iSTFT(V)) - V||_F / ||V_0||_F  +  w_m ||E(mel(|V|)) - E(M)||_F / s
+
+    ``E`` is ``ln(. + d)`` (``mel_domain="log"``, ``s = sqrt(n_mels * frames)``) or the
+    identity (``"linear"``, ``s = ||M||_F``); ``squared`` squares both norms.
+
+    Parameters
+    ----------
+    mel, config, start, n_iter, callback, known :
+        The optimiser calling shape (module docstring). ``known`` samples are written into
+        ``iSTFT(V)`` before the consistency term, so they stay fixed.
+    lr : float
+        Adam's learning rate (on log-magnitudes and phases, so in nepers and radians).
+    warmup : int
+        Iterations over which the rate rises linearly from ``lr / warmup`` to ``lr``; it damps
+        Adam's first, sign-sized steps that otherwise make the start worse.
+    weights : (float, float)
+        ``(w_c, w_m)``.
+    mel_domain : {"log", "linear"}
+    squared : bool
+    floor : float
+        Relative floor of the log mel.
+
+    Returns
+    -------
+    torch.Tensor [shape=(B, samples)]
+        ``iSTFT(V)`` of the lowest-loss ``V`` seen.
+    """
+    _check_common(mel, config, start, n_iter, known)
+    check(
+        isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0 and math.isfinite(lr),
+        f"lr={lr!r} must be a number > 0",
+    )
+    check(isinstance(warmup, int) and warmup >= 1, f"warmup={warmup!r} must be an integer >= 1")
+    check(
+        len(weights) == 2
+        and all(isinstance(w, (int, float)) and w >= 0 for w in weights)
+        and sum(weights) > 0,
+        f"weights={weights!r} must be two numbers >= 0, not both zero",
+    )
+    check(mel_domain in ("log", "linear"), f"mel_domain={mel_domain!r} must be 'log' or 'linear'")
+    x0 = _hold(start.detach(), known, config.hop_length)
+    track = _Tracker(x0, callback)
+    obj = MelObjective(mel, config, x0.shape[-1], floor=floor, dtype=x0.dtype, device=x0.device)
+    ops = obj.ops
+    w_c, w_m = float(weights[0]), float(weights[1])
+    tiny = torch.finfo(x0.dtype).tiny
+    with torch.enable_grad():
+        v0 = ops.analysis(x0)
+        v_norm = torch.linalg.vector_norm(v0, dim=(1, 2)).clamp_min(tiny)
+        m_norm = torch.linalg.vector_norm(obj.target, dim=(1, 2)).clamp_min(tiny)
+        n_mel = obj.target.shape[1] * obj.target.shape[2]
+        mag0 = v0.abs()
+        a = torch.log(mag0 + 1e-6 * mag0.amax(dim=(1, 2), keepdim=True) + tiny).detach().requires_grad_(True)
+        phi = torch.angle(v0).detach().requires_grad_(True)
+        opt = torch.optim.Adam([a, phi], lr=lr)
+        for i in range(n_iter + 1):
+            mag = torch.exp(a)
+            v = torch.polar(mag, phi)
+            x = _hold(ops.synthesis(v), known, config.hop_length)
+            resid = ops.analysis(x) - v
+            cons = torch.linalg.vector_norm(resid, dim=(1, 2)) / v_norm
+            est = obj.magnitude_mel(mag if not config.drop_last_frame else mag[:, :-1])
+            if mel_domain == "log":
+                fit = torch.linalg.vector_norm(obj.log_error(est), dim=(1, 2)) / math.sqrt(n_mel)
+            else:
+                fit = torch.linalg.vector_norm(est - obj.target, dim=(1, 2)) / m_norm
+            if squared:
+                cons, fit = cons.square(), fit.square()
+            loss = w_c * cons + w_m * fit
+            if track(i, x0 if i == 0 else x, loss) or i == n_iter:  # iteration 0: the start itself
+                break
+            for group in opt.param_groups:
+                group["lr"] = lr * min(1.0, (i + 1) / warmup)
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            opt.step()
+    return track.best
+
+
+# ---------------------------------------------------------------------- joint (ADMM)
+
+
+def joint(
+    mel: torch.Tensor,
+    config: MelConfig,
+    start: torch.Tensor,
+    *,
+    n_iter: int,
+    callback: Callback | None = None,
+    known: torch.Tensor | None = None,
+    rho: float = 0.1,
+    lam: float = 100.0,
+    floor: float = DEFAULT_FLOOR,
+) -> torch.Tensor:
+    """Joint magnitude and phase estimation by ADMM (after Masuyama, Ueno & Ono, 2025).
+
+    The problem, with ``F`` the filterbank, ``M`` the target mel and ``C`` the set of
+    consistent spectrograms::
+
+        min  1/2 || |X| - Y ||^2 + lam'/2 || F W - M ||^2   s.t.  Z = X, W = Y, Z in C, Y >= 0
+
+    ``lam' = lam / ||F||_2^2`` makes ``lam`` independent of the filterbank's normalisation.
+    Scaled ADMM with penalty ``rho`` and duals ``U`` (for ``X - Z``) and ``R`` (for ``Y - W``),
+    one pass per iteration:
+
+    1. ``(X, Y)``, separable per bin: with ``A = Z - U``, ``a = |A|``, ``b = W - R``, the
+       minimiser of ``1/2 (r - y)^2 + rho/2 (r - a)^2 + rho/2 (y - b)^2`` is
+       ``r, y = (a + b)/2 +- rho (a - b) / (2 (2 + rho))`` (and ``y = 0``,
+       ``r = rho a / (1 + rho)`` where that ``y`` is negative); ``X = r A / |A|``.
+    2. ``Z = STFT(iSTFT(X + U))`` (the projection onto ``C``) and
+       ``W = (rho I + lam' F^T F)^-1 (lam' F^T M + rho (Y + R))`` per frame (Woodbury, an
+       ``n_mels x n_mels`` inverse computed once).
+    3. ``U += X - Z``, ``R += Y - W``.
+
+    The estimate is ``iSTFT(Z)``; the loss reported (and used to keep the best estimate) is
+    the waveform's log-mel loss (:func:`mel_loss`).
+
+    Parameters
+    ----------
+    mel, config, start, n_iter, callback, known :
+        The optimiser calling shape (module docstring); ``start``'s STFT initialises
+        ``X = Z``, ``Y = W = |X|``.
+    rho : float
+        ADMM penalty (> 0).
+    lam : float
+        Weight of the mel fit relative to the magnitude-phase coupling (> 0).
+    floor : float
+        Relative floor of the reported log-mel loss.
+
+    Returns
+    -------
+    torch.Tensor [shape=(B, samples)]
+    """
+    _check_common(mel, config, start, n_iter, known)
+    check(
+        config.power == 1,
+        f"joint needs a magnitude mel (power=1), this config has power={config.power:g}; "
+        "use wave_lbfgs or stft_gd",
+    )
+    for name, v in (("rho", rho), ("lam", lam)):
+        check(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and math.isfinite(v),
+            f"{name}={v!r} must be a number > 0",
+        )
+    x0 = _hold(start.detach(), known, config.hop_length)
+    track = _Tracker(x0, callback)
+    obj = MelObjective(mel, config, x0.shape[-1], floor=floor, dtype=x0.dtype, device=x0.device)
+    ops = obj.ops
+    if config.drop_last_frame:  # the STFT has one frame more than the mel: leave it free
+        target = torch.cat([obj.target, obj.target.new_zeros(obj.target.shape[0], 1, obj.target.shape[2])], 1)
+        mel_w = torch.ones(target.shape[1], 1, dtype=x0.dtype, device=x0.device)
+        mel_w[-1] = 0.0
+    else:
+        target, mel_w = obj.target, None
+    fb = obj.fb  # (M, F') on the covered bins
+    lo, hi = obj.lo, obj.hi
+    lam_s = float(lam) / float(torch.linalg.matrix_norm(fb.double(), ord=2)) ** 2
+    eye = torch.eye(fb.shape[0], dtype=fb.dtype, device=fb.device)
+    kinv = torch.linalg.inv(rho * eye + lam_s * fb @ fb.T)  # (M, M)
+    ft_m = lam_s * (target @ fb)  # (B, T, F'): lam' F^T M per frame
+    if mel_w is not None:
+        ft_m = ft_m * mel_w
+    tiny = torch.finfo(x0.dtype).tiny
+    z = ops.analysis(x0)
+    u = torch.zeros_like(z)
+    y = z.abs()
+    w = y.clone()
+    r_dual = torch.zeros_like(y)
+    if track(0, x0, _wave_loss_of(obj, z)) or n_iter == 0:
+        return track.best
+    c = rho / (2.0 * (2.0 + rho))
+    for i in range(1, n_iter + 1):
+        # 1. (X, Y): per bin, closed form
+        a_spec = z - u
+        a = a_spec.abs()
+        bb = w - r_dual
+        mean = 0.5 * (a + bb)
+        diff = c * (a - bb)
+        r = mean + diff
+        y = mean - diff
+        neg = y < 0
+        r = torch.where(neg, rho * a / (1.0 + rho), r)
+        y = y.clamp_min(0.0)
+        xs = a_spec * (r / a.clamp_min(tiny))
+        # 2. Z: consistency projection; W: mel fit (Woodbury)
+        x_est = _hold(ops.synthesis(xs + u), known, config.hop_length)
+        z = ops.analysis(x_est)
+        q = rho * (y + r_dual)
+        qb = ft_m + q[..., lo:hi]
+        corr = ((qb @ fb.T) @ kinv) @ fb  # F^T K F q, frames first
+        w = q / rho
+        w[..., lo:hi] = (qb - lam_s * corr) / rho
+        # 3. duals
+        u = u + xs - z
+        r_dual = r_dual + y - w
+        if track(i, x_est, _wave_loss_of(obj, z)):
+            break
+    return track.best
+
+
+#: name -> (optimiser, one line). The pipeline composes them after stage 2 (``...+wave_lbfgs``).
+OPTIMIZERS: dict[str, tuple[OptimizerFn, str]] = {
+    "wave_lbfgs": (wave_lbfgs, "L-BFGS on the waveform against the log mel (Decorsiere et al. 2015)"),
+    "wave_lbfgs_noise": (
+        functools.partial(wave_lbfgs, init="noise"),
+        "wave_lbfgs from noise (std 1e-6), as in Decorsiere et al. 2015: slow",
+    ),
+    "stft_gd": (stft_gd, "Adam on a free STFT: consistency + log-mel fit"),
+    "joint": (joint, "ADMM on magnitude and phase together (Masuyama et al. 2025); power-1 mels"),
+}

@@ -60,6 +60,29 @@ PIPELINES: dict[str, tuple[Plan, str]] = {
         "as default with 6 iterations and a shorter NNLS: about twice as fast",
     ),
 }
+# Stage-3 optimisers as bare names: the default cascade, then the optimiser (iteration counts
+# and the quality schedule from benchmarks/optimizers.md).
+PIPELINES.update(
+    {
+        "stft_gd": (
+            dataclasses.replace(PIPELINES["default"][0], optimizer="stft_gd", opt_iter=200),
+            "default, then 200 Adam steps on a free STFT (consistency + log-mel fit)",
+        ),
+        "wave_lbfgs": (
+            dataclasses.replace(PIPELINES["default"][0], optimizer="wave_lbfgs", opt_iter=40),
+            "default, then 40 L-BFGS iterations on the waveform against the log mel",
+        ),
+        "joint": (
+            dataclasses.replace(PIPELINES["default"][0], optimizer="joint", opt_iter=80),
+            "default, then 80 ADMM iterations on magnitude and phase together (power-1 mels)",
+        ),
+        "quality": (
+            Plan("nnls", "pghi", "mfgla", 200, optimizer="wave_lbfgs", opt_iter=20),
+            "the best without training at librosa's speed or better: NNLS, PGHI, 200 mel-refitted "
+            "fast Griffin-Lim iterations, then 20 waveform L-BFGS iterations",
+        ),
+    }
+)
 
 
 def list_methods() -> dict[str, str]:
@@ -100,10 +123,14 @@ def parse_method(method: str, n_iter: int | None = None) -> Plan:
                 )
                 import difflib
 
+                if tok in known or tok in OPTIMIZERS:
+                    raise MelinvertError(
+                        f"method {method!r} names two stages of the same kind ({tok!r} comes after another "
+                        "of its kind): give at most one stage-1, initial-phase, stage-2 and stage-3 name"
+                    )
                 near = difflib.get_close_matches(tok, known, n=3)
                 hint = f"; did you mean {' or '.join(near)}?" if near else f"; known: {', '.join(known)}"
-                what = "repeated stage" if tok in known else "unknown method"
-                raise MelinvertError(f"{what} {tok!r} in method {method!r}{hint}")
+                raise MelinvertError(f"unknown method {tok!r} in method {method!r}{hint}")
         plan = Plan(
             mag or "nnls",
             init or "pghi",
