@@ -155,6 +155,9 @@ def run_curves(args: argparse.Namespace, clips, cfg, clock) -> tuple[str, dict]:
     specs = [s for s in args.curves.split(",") if s]
     audio_s = sum(len(y) for _, y in clips) / cfg.sample_rate
     curves: dict[str, dict[int, dict[str, float]]] = {}
+    for spec in specs:  # warm-up (lazy initialisations, caches) on 1 s, not timed
+        y0 = clips[0][1][: cfg.sample_rate]
+        curve_one(spec, y0, mi.mel_spectrogram(y0, cfg), cfg, [0, 2], clock)
     for spec in specs:
         per_clip = []
         for name, y in clips:

@@ -95,6 +95,12 @@ def test_wave_lbfgs_lowers_the_mel_loss_from_noise_and_is_seeded() -> None:
     assert mel_loss(a, lin, TINY) < 0.5 * mel_loss(noise, lin, TINY)
 
 
+def test_wave_lbfgs_with_the_papers_loss_lowers_it() -> None:
+    lin, start = case()
+    _, seen = run("wave_lbfgs", lin, start, 10, loss="log1p")
+    assert float(seen[-1][2]) < 0.9 * float(seen[0][2])
+
+
 def test_lbfgs_solves_a_batched_quadratic_per_item() -> None:
     """An ill-conditioned quadratic per item, at scales 1 and 1000: each converges on its own."""
     d = torch.logspace(0, 2, 20, dtype=torch.float64)
@@ -353,6 +359,8 @@ def test_option_errors() -> None:
     lin, start = case()
     with pytest.raises(MelinvertError, match="init='zeros' must be 'start' or 'noise'"):
         wave_lbfgs(lin, TINY, start, n_iter=1, init="zeros")
+    with pytest.raises(MelinvertError, match="loss='l2' must be 'log' or 'log1p'"):
+        wave_lbfgs(lin, TINY, start, n_iter=1, loss="l2")
     with pytest.raises(MelinvertError, match=r"floor=0 must be a number in \(0, 1\)"):
         wave_lbfgs(lin, TINY, start, n_iter=1, floor=0)
     with pytest.raises(MelinvertError, match="lr=-1 must be a number > 0"):

@@ -200,6 +200,16 @@ class MelObjective:
         """``mean (ln(mel(x) + d) - ln(M + d))^2`` per item, ``(B,)``."""
         return self.log_error(self.spec_mel(self.ops.analysis(x))).square().mean(dim=(1, 2))
 
+    def log1p_loss(self, x: torch.Tensor) -> torch.Tensor:
+        """Decorsiere et al.'s loss: ``mean (a / ||a|| - b / ||b||)^2`` with ``a = ln(1 + mel(x))``,
+        ``b = ln(1 + M)`` (norms per item), ``(B,)``."""
+        a = torch.log1p(self.spec_mel(self.ops.analysis(x)))
+        b = torch.log1p(self.target)
+        tiny = torch.finfo(a.dtype).tiny
+        a = a / torch.linalg.vector_norm(a, dim=(1, 2), keepdim=True).clamp_min(tiny)
+        b = b / torch.linalg.vector_norm(b, dim=(1, 2), keepdim=True).clamp_min(tiny)
+        return (a - b).square().mean(dim=(1, 2))
+
 
 def _wave_loss_of(obj: MelObjective, spec: torch.Tensor) -> torch.Tensor:
     """:meth:`MelObjective.wave_loss` of the waveform whose STFT ``spec`` is (no new analysis)."""
@@ -385,6 +395,7 @@ def wave_lbfgs(
     known: torch.Tensor | None = None,
     init: str = "start",
     seed: int = 0,
+    loss: str = "log",
     floor: float = DEFAULT_FLOOR,
     history: int = 10,
 ) -> torch.Tensor:
@@ -397,6 +408,10 @@ def wave_lbfgs(
     init : {"start", "noise"}
         ``noise``: start from Gaussian noise of std 1e-6 (seeded with ``seed``), as
         Decorsiere et al. did; ``start`` then gives only the length, dtype and device.
+    loss : {"log", "log1p"}
+        ``log``: :func:`mel_loss`. ``log1p``: the paper's, ``mean (a/||a|| - b/||b||)^2`` with
+        ``a = ln(1 + mel(x))`` and ``b = ln(1 + M)``; on mels of audio in [-1, 1] it is nearly
+        linear in the mel, and measured worse (``benchmarks/optimizers.md``).
     floor : float
         Relative floor of the log mel (:func:`mel_loss`).
     history : int
@@ -408,6 +423,7 @@ def wave_lbfgs(
     """
     _check_common(mel, config, start, n_iter, known)
     check(init in ("start", "noise"), f"init={init!r} must be 'start' or 'noise'")
+    check(loss in ("log", "log1p"), f"loss={loss!r} must be 'log' or 'log1p'")
     if init == "noise":
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         noise = torch.randn(start.shape, generator=gen, dtype=torch.float64) * 1e-6
@@ -415,13 +431,14 @@ def wave_lbfgs(
     z0 = start.detach()
     hop = config.hop_length
     obj = MelObjective(mel, config, z0.shape[-1], floor=floor, dtype=z0.dtype, device=z0.device)
+    loss_fn = obj.wave_loss if loss == "log" else obj.log1p_loss
 
     def fun(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.enable_grad():
             zv = z.detach().requires_grad_(True)
-            loss = obj.wave_loss(_hold(zv, known, hop))  # held samples get no gradient
-            (grad,) = torch.autograd.grad(loss.sum(), zv)
-        return loss.detach(), grad
+            value = loss_fn(_hold(zv, known, hop))  # held samples get no gradient
+            (grad,) = torch.autograd.grad(value.sum(), zv)
+        return value.detach(), grad
 
     track = _Tracker(z0, callback)
     lbfgs(fun, z0, n_iter=n_iter, history=history, callback=lambda i, z, f: track(i, _hold(z, known, hop), f))
