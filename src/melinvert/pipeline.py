@@ -52,8 +52,8 @@ class Plan:
 #: Named pipelines: name -> (plan, one line). Chosen from measurements (benchmarks/RESULTS.md).
 PIPELINES: dict[str, tuple[Plan, str]] = {
     "default": (
-        Plan("nnls", "pghi", "magla", 20, nnls_iter=20),
-        "NNLS magnitude, PGHI phase, 20 accelerated Griffin-Lim iterations re-fitted to the mel",
+        Plan("nnls", "pghi", "magla", 16, nnls_iter=20),
+        "NNLS magnitude, PGHI phase, 16 accelerated Griffin-Lim iterations re-fitted to the mel",
     ),
     "fast": (
         Plan("nnls", "pghi", "magla", 6, nnls_iter=10),
