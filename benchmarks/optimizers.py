@@ -115,6 +115,20 @@ def parse_spec(spec: str) -> tuple[str, int | None, str | None, dict[str, Any]]:
 # ---------------------------------------------------------------------- curves
 
 
+def split_top(text: str) -> list[str]:
+    """Split at commas outside brackets: ``a,b:w=(1,2)`` -> ``["a", "b:w=(1,2)"]``."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [s for s in [*out, cur] if s]
+
+
 def curve_one(
     spec: str, y: np.ndarray, mel: np.ndarray, cfg: mi.MelConfig, checkpoints: list[int], clock: Callable
 ) -> list[dict[str, float]]:
@@ -152,7 +166,7 @@ def curve_one(
 
 def run_curves(args: argparse.Namespace, clips, cfg, clock) -> tuple[str, dict]:
     checkpoints = sorted({int(c) for c in args.checkpoints.split(",")})
-    specs = [s for s in args.curves.split(",") if s]
+    specs = split_top(args.curves)
     audio_s = sum(len(y) for _, y in clips) / cfg.sample_rate
     curves: dict[str, dict[int, dict[str, float]]] = {}
     for spec in specs:  # warm-up (lazy initialisations, caches) on 1 s, not timed
