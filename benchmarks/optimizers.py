@@ -186,58 +186,77 @@ def run_curves(args: argparse.Namespace, clips, cfg, clock) -> tuple[str, dict]:
             agg = {k: float(np.mean([r[k] for r in rs if r[k] is not None])) for k in SCORE_KEYS}
             agg["max_abs_lag"] = max(abs(r["lag_samples"]) for r in rs)
             agg["ms_per_10s"] = 1e4 * sum(r["seconds"] for r in rs) / audio_s
+            # the clip that lost most PESQ against its own first checkpoint (the start)
+            agg["worst_gain"] = min(r["pesq_wb"] - rows[0]["pesq_wb"] for r, rows in zip(rs, per_clip))
             table[i] = agg
         curves[spec] = table
     lines = [
         f"Curves on {len(clips)} clips ({audio_s:.1f} s): mean over clips at each iteration; "
-        "time (ms per 10 s of audio) includes the start.",
+        'time (ms per 10 s of audio) includes the start; "worst clip\'s PESQ change" is the '
+        "smallest per-clip change against the spec's first checkpoint (for an optimiser, its start).",
         "",
-        "| spec | iter | PESQ-WB | STOI | log-mel L1 | RMS ratio dB | max abs lag | ms per 10 s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| spec | iter | PESQ-WB | worst clip's PESQ change | STOI | log-mel L1 | RMS ratio dB | max abs lag | ms per 10 s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for spec, table in curves.items():
         for i, a in table.items():
             lines.append(
-                f"| {spec} | {i} | {a['pesq_wb']:.3f} | {a['stoi']:.4f} | {a['log_mel_l1']:.4f} | "
+                f"| {spec} | {i} | {a['pesq_wb']:.3f} | {a['worst_gain']:+.3f} | {a['stoi']:.4f} | {a['log_mel_l1']:.4f} | "
                 f"{a['rms_ratio_db']:+.2f} | {a['max_abs_lag']} | {a['ms_per_10s']:.0f} |"
             )
     return "\n".join(lines) + "\n", curves
 
 
 def plot_curves(curves: dict, path: Path, librosa_ms: float | None, title: str) -> None:
+    """Four panels: PESQ-WB vs iteration (all, and zoomed on the top), log-mel L1 vs iteration,
+    PESQ-WB vs time (zoomed), one line per spec."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter
 
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig, axes = plt.subplots(1, 4, figsize=(20, 5))
+    tops = []
     for spec, table in curves.items():
         its = list(table)
         xs = [max(i, 0.7) for i in its]  # iteration 0 on a log axis
         pesq = [table[i]["pesq_wb"] for i in its]
+        tops += pesq
         l1 = [table[i]["log_mel_l1"] for i in its]
         ms = [table[i]["ms_per_10s"] for i in its]
-        axes[0].plot(xs, pesq, marker="o", ms=3, label=spec)
-        axes[1].plot(xs, l1, marker="o", ms=3, label=spec)
-        axes[2].plot(ms, pesq, marker="o", ms=3, label=spec)
-    axes[0].set(
-        xscale="log", xlabel="iteration (0 drawn at 0.7)", ylabel="PESQ-WB", title="PESQ-WB vs iteration"
-    )
-    axes[1].set(
+        for ax in axes[:2]:
+            ax.plot(xs, pesq, marker="o", ms=3, label=spec)
+        axes[2].plot(xs, l1, marker="o", ms=3, label=spec)
+        axes[3].plot(ms, pesq, marker="o", ms=3, label=spec)
+    it_label = "iteration (0 drawn at 0.7)"
+    axes[0].set(xscale="log", xlabel=it_label, ylabel="PESQ-WB", title="PESQ-WB vs iteration")
+    hi = max(tops) + 0.05
+    axes[1].set(xscale="log", xlabel=it_label, ylabel="PESQ-WB", title="the same, top", ylim=(hi - 0.75, hi))
+    axes[2].set(
         xscale="log",
-        xlabel="iteration (0 drawn at 0.7)",
+        yscale="log",
+        xlabel=it_label,
         ylabel="log-mel L1 (nepers)",
         title="log-mel L1 vs iteration",
     )
-    axes[2].set(xscale="log", xlabel="time per 10 s of audio (ms)", ylabel="PESQ-WB", title="PESQ-WB vs time")
+    axes[3].set(
+        xscale="log",
+        xlabel="time per 10 s of audio (ms)",
+        ylabel="PESQ-WB",
+        title="PESQ-WB vs time (top)",
+        ylim=(hi - 1.0, hi),
+    )
+    axes[3].xaxis.set_minor_formatter(NullFormatter())
+    axes[3].xaxis.set_major_locator(LogLocator(base=10))
     if librosa_ms:
-        axes[2].axvline(librosa_ms, color="k", ls="--", lw=1, label="librosa mel_to_audio time")
+        axes[3].axvline(librosa_ms, color="k", ls="--", lw=1, label="librosa mel_to_audio's time")
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
-    axes[2].legend(fontsize=7, loc="lower right")
+    axes[3].legend(fontsize=7, loc="lower right")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -356,7 +375,8 @@ def main() -> None:
     p.add_argument("--clock", choices=("cpu", "wall"), default="wall")
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--out", default=str(ROOT / "optimizers.md"))
-    p.add_argument("--png", default=str(ROOT / "optimizers.png"))
+    p.add_argument("--png", default=str(ROOT / "optimizers.png"), help="'' to draw no figure")
+    p.add_argument("--append", action="store_true", help="append to --out instead of replacing it")
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -382,10 +402,12 @@ def main() -> None:
     if args.part in ("curves", "all"):
         text, curves = run_curves(args, clips, cfg, clock)
         body += ["### Curves", "", text]
-        plot_curves(curves, Path(args.png), librosa_ms, " ".join(head[1:2])[:200])
+        if args.png:
+            plot_curves(curves, Path(args.png), librosa_ms, " ".join(head[1:2])[:200])
     out = "\n".join(head + body)
     print(out)
-    Path(args.out).write_text(out)
+    with open(args.out, "a" if args.append else "w") as fh:
+        fh.write(("\n" if args.append else "") + out)
 
 
 if __name__ == "__main__":

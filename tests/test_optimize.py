@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import melinvert
-from melinvert import MelConfig, MelinvertError, optimize, pipeline
+from melinvert import MelConfig, MelinvertError, metrics, optimize, pipeline
 from melinvert.dsp import FrameOps
 from melinvert.magnitude import decode_mel
 from melinvert.optimize import OPTIMIZERS, joint, lbfgs, mel_loss, stft_gd, wave_lbfgs
@@ -150,7 +150,7 @@ def test_mel_loss_is_zero_at_the_truth_and_matches_its_formula() -> None:
     assert float(mel_loss(y, lin, TINY)) < 1e-12
     other = torch.from_numpy(signal(seed=5))[None]
     m = dsp_mel(other)
-    d = 1e-3 * lin.amax()
+    d = optimize.DEFAULT_FLOOR * lin.amax()
     expected = ((torch.log(m + d) - torch.log(lin + d)) ** 2).mean()
     assert torch.allclose(mel_loss(other, lin, TINY), expected[None], rtol=1e-6)
 
@@ -228,11 +228,17 @@ def test_batch_equals_stacked_singles(name: str) -> None:
 @pytest.mark.parametrize("name", START_BASED)
 def test_float32_and_float64_agree(name: str) -> None:
     lin, start = case()
-    out64, _ = run(name, lin, start, 5)
-    out32, _ = run(name, lin.float(), start.float(), 5)
+    out64, seen64 = run(name, lin, start, 5)
+    out32, seen32 = run(name, lin.float(), start.float(), 5)
     assert out32.dtype == torch.float32 and out64.dtype == torch.float64
+    loss64 = torch.stack([loss for _, _, loss in seen64])
+    loss32 = torch.stack([loss for _, _, loss in seen32]).double()
+    assert torch.allclose(loss32, loss64, rtol=2e-2, atol=0)
+    # Adam's steps are nearly sign(gradient) sized, so rounding moves coordinates whose gradient
+    # is ~0 by a full step: stft_gd agrees to 1% of the peak, the others to 0.2%
+    tol = 1e-2 if name == "stft_gd" else 2e-3
     err = float((out32.double() - out64).abs().max())
-    assert err < 2e-3 * float(out64.abs().max())
+    assert err < tol * float(out64.abs().max())
 
 
 @pytest.mark.parametrize("name", START_BASED)
@@ -257,6 +263,20 @@ def test_held_samples_get_no_gradient() -> None:
     out = wave_lbfgs(lin, TINY, start + 0.01, n_iter=5, known=known)
     ramp = FrameOps.KNOWN_RAMP_HOPS * TINY.hop_length
     assert torch.equal(out[:, : 300 - ramp], known[:, : 300 - ramp])
+
+
+@pytest.mark.parametrize("method", ["wave_lbfgs", "stft_gd", "joint"])
+def test_long_input_in_blocks_joins_like_one_piece(method: str) -> None:
+    """The pipeline hands each block the previous one's samples (``known``): the blocked output
+    fits the mel about as well as the output made in one piece."""
+    y = signal(1.5)
+    mel = melinvert.mel_spectrogram(y, TINY)
+    chunks = list(melinvert.invert_blocks(mel, TINY, method=method, n_iter=8, block_frames=64))
+    blocked = torch.cat(chunks, dim=-1)[0].numpy()
+    whole = melinvert.invert(mel, TINY, method=method, n_iter=8)
+    assert len(chunks) >= 4 and blocked.shape == whole.shape and np.isfinite(blocked).all()
+    n = len(whole)
+    assert metrics.log_mel_l1(y[:n], blocked, TINY) <= 1.25 * metrics.log_mel_l1(y[:n], whole, TINY)
 
 
 @pytest.mark.parametrize("name", ["wave_lbfgs", "stft_gd"])

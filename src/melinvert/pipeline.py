@@ -65,16 +65,16 @@ PIPELINES: dict[str, tuple[Plan, str]] = {
 PIPELINES.update(
     {
         "stft_gd": (
-            dataclasses.replace(PIPELINES["default"][0], optimizer="stft_gd", opt_iter=200),
-            "default, then 200 Adam steps on a free STFT (consistency + log-mel fit)",
+            dataclasses.replace(PIPELINES["default"][0], optimizer="stft_gd", opt_iter=100),
+            "default, then 100 Adam steps on a free STFT (consistency + log-mel fit)",
         ),
         "wave_lbfgs": (
             dataclasses.replace(PIPELINES["default"][0], optimizer="wave_lbfgs", opt_iter=40),
             "default, then 40 L-BFGS iterations on the waveform against the log mel",
         ),
         "joint": (
-            dataclasses.replace(PIPELINES["default"][0], optimizer="joint", opt_iter=80),
-            "default, then 80 ADMM iterations on magnitude and phase together (power-1 mels)",
+            dataclasses.replace(PIPELINES["default"][0], optimizer="joint", opt_iter=60),
+            "default, then 60 ADMM iterations on magnitude and phase together (power-1 mels)",
         ),
         "quality": (
             Plan("nnls", "pghi", "mfgla", 200, optimizer="wave_lbfgs", opt_iter=20),
