@@ -76,6 +76,18 @@ def score(ref: np.ndarray, est: np.ndarray, sr: int, cfg: mi.MelConfig) -> dict:
     return {k: s[k] for k in ("pesq_wb", "stoi", "log_mel_l1", "rms_ratio_db", "peak", "lag_samples")}
 
 
+def models_for(method: str, models: list[str] | None) -> list[str] | None:
+    """The ``--model`` checkpoints whose kind the method uses (others would be refused)."""
+    if not models:
+        return None
+    from melinvert.neural import read_record
+    from melinvert.neural.stages import kinds_used
+    from melinvert.pipeline import parse_method
+
+    kinds = kinds_used(parse_method(method))
+    return [m for m in models if read_record(m)["kind"] in kinds] or None
+
+
 def run(args: argparse.Namespace) -> str:
     import librosa
 
@@ -88,6 +100,7 @@ def run(args: argparse.Namespace) -> str:
     if args.limit:
         clips = clips[: args.limit]
     methods = [m for m in args.methods.split(",") if m]
+    models = getattr(args, "model", None) or None
     rows: dict[str, list[dict]] = {"librosa mel_to_audio": []}
     for m in methods:
         rows[m] = []
@@ -113,8 +126,16 @@ def run(args: argparse.Namespace) -> str:
         y_mi = y_mi.astype(np.float32)
         mel = mi.mel_spectrogram(y_mi, cfg)
         for m in methods:
-            mi.invert(mel[:, : max(cfg.min_frames, 40)], cfg, method=m, seed=0)  # warm-up
-            est, sec = timed(lambda m=m, mel=mel: mi.invert(mel, cfg, method=m, seed=0), args.repeat)
+            method, _, it = m.partition(":")
+            use = models_for(method, models)
+
+            def inv(
+                mel: np.ndarray, method: str = method, n_iter: int | None = int(it) if it else None, use=use
+            ):
+                return mi.invert(mel, cfg, method=method, n_iter=n_iter, seed=0, model=use)
+
+            inv(mel[:, : max(cfg.min_frames, 40)])  # warm-up
+            est, sec = timed(lambda inv=inv, mel=mel: inv(mel), args.repeat)
             rows[m].append(
                 {
                     "clip": name,
@@ -142,7 +163,7 @@ def run(args: argparse.Namespace) -> str:
 
     base = agg(rows["librosa mel_to_audio"])
     lines = [
-        f"Command: `python benchmarks/vs_librosa.py {' '.join(sys.argv[1:])}`  ",
+        f"Command: `python benchmarks/{Path(sys.argv[0]).name} {' '.join(sys.argv[1:])}`  ",
         f"Clips: {len(clips)} from `{folder if folder.is_dir() else 'synthesised'}` "
         f"({sum(r['audio_s'] for r in rows['librosa mel_to_audio']):.1f} s); preset `{cfg.name}`; "
         f"torch {torch.__version__}, librosa {librosa.__version__}, {args.threads} threads on "
@@ -166,7 +187,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clips", default=str(DEFAULT_CLIPS))
     p.add_argument("--preset", default="hifigan-22k-80")
-    p.add_argument("--methods", default="default,fast")
+    p.add_argument(
+        "--methods", default="default,fast", help="comma-separated; METHOD:N runs it with n_iter=N"
+    )
+    p.add_argument(
+        "--model", action="append", help="checkpoint or run folder for learned stages (repeatable)"
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--limit", type=int, default=0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import librosa
 import numpy as np
 import pytest
+import scipy.linalg
 import scipy.optimize
 import torch
 
@@ -81,7 +82,21 @@ def test_pinv_matrix_matches_numpy(name: str) -> None:
     c = SMALL_CONFIGS[name]
     got = magnitude.pinv_matrix(c, dtype=torch.float64, device=torch.device("cpu")).numpy()
     assert got.shape == (c.n_freqs, c.n_mels)
-    np.testing.assert_allclose(got, np.linalg.pinv(ref_fb(c)), rtol=0, atol=1e-9)
+    ref = scipy.linalg.pinv(ref_fb(c), atol=0.0, rtol=magnitude.PINV_RCOND)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("preset", ["whisper-16k-128", "torchaudio-default", "whisper-16k-80"])
+def test_pinv_of_rank_deficient_filterbanks_stays_bounded(preset: str) -> None:
+    """More mels than the FFT resolves: the numerically-zero singular values are dropped, so the
+    pseudo-inverse's gain stays within 1 / PINV_RCOND of the filterbank's scale."""
+    c = melinvert.get_preset(preset)
+    fb = ref_fb(c)
+    got = magnitude.pinv_matrix(c, dtype=torch.float64, device=torch.device("cpu")).numpy()
+    assert np.linalg.norm(got, 2) <= 1.0 / (magnitude.PINV_RCOND * np.linalg.norm(fb, 2))
+    np.testing.assert_allclose(got, scipy.linalg.pinv(fb, atol=0.0, rtol=magnitude.PINV_RCOND), atol=1e-9)
+    # fb @ pinv @ fb == fb but for the dropped directions (each below PINV_RCOND of the largest)
+    np.testing.assert_allclose(fb @ got @ fb, fb, atol=magnitude.PINV_RCOND * np.linalg.norm(fb, 2))
 
 
 @pytest.mark.parametrize("name", list(SMALL_CONFIGS))

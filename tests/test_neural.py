@@ -337,9 +337,33 @@ def test_pickled_files_are_refused(tmp_path: Path) -> None:
         torch.save(model.state_dict(), tmp_path / name)
         with pytest.raises(MelinvertError, match="pickled"):
             load_checkpoint(tmp_path / name)
-    (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all!")
+    (tmp_path / "junk.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
     with pytest.raises(MelinvertError, match="not a readable safetensors"):
         load_checkpoint(tmp_path / "junk.safetensors")
+    (tmp_path / "short.safetensors").write_bytes(b"\x10\x00")
+    with pytest.raises(MelinvertError, match="not a melinvert checkpoint"):
+        load_checkpoint(tmp_path / "short.safetensors")
+
+
+def test_a_header_length_that_starts_like_a_pickle_still_loads(tmp_path: Path) -> None:
+    """A safetensors file opens with its header's length (little-endian u64): for one length in
+    256 its first byte is 0x80, a pickle's first byte. Such a checkpoint must load."""
+    model = build_model("refiner", CFG, TINY["refiner"])
+    for pad in range(300):  # the record's length moves the header's length one byte at a time
+        path = save_checkpoint(
+            tmp_path / "m.safetensors",
+            model,
+            kind="refiner",
+            config=CFG,
+            hparams=TINY["refiner"],
+            train={"note": "x" * pad},
+        )
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    else:
+        pytest.fail("no padding gave a header length ending in 0x80")
+    ck = load_checkpoint(path, config=CFG, kind="refiner")
+    assert ck.train["note"] == "x" * pad
 
 
 # ---------------------------------------------------------------------- the pipeline and shipped weights

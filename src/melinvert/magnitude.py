@@ -40,11 +40,23 @@ def _to_magnitude(power_est: torch.Tensor, config: MelConfig) -> torch.Tensor:
     return power_est.clamp_min(0.0).pow(1.0 / config.power)
 
 
+#: Singular values of the filterbank below this fraction of the largest are treated as zero by
+#: the pseudo-inverse. Filterbanks with more mels than their FFT resolves (Whisper's 128 mels or
+#: torchaudio's defaults at n_fft 400) have singular values of ~1e-17 relative: numerically zero,
+#: but whether LAPACK puts them just above or below a machine-epsilon cutoff differs between
+#: builds, and one kept gives a pseudo-inverse with entries of ~1e16. Well-posed filterbanks
+#: have none below 0.08.
+PINV_RCOND = 1e-4
+
+
 @functools.lru_cache(maxsize=32)
 def _pinv_np(key: tuple) -> np.ndarray:
     from .dsp import _mel_basis_np
 
-    out = np.linalg.pinv(np.array(_mel_basis_np(*key)))
+    fb = np.array(_mel_basis_np(*key))
+    u, s, vt = np.linalg.svd(fb, full_matrices=False)
+    keep = s > PINV_RCOND * s.max()
+    out = (vt[keep].T / s[keep]) @ u[:, keep].T
     out.flags.writeable = False
     return out
 

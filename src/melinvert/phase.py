@@ -147,10 +147,13 @@ def _peak_owner(mag: torch.Tensor) -> torch.Tensor:
     """Index of the spectral peak each bin belongs to, ``(B, T, F)`` int64.
 
     Peaks are local maxima along frequency; a bin belongs to the nearest peak on its side of
-    the valley (local minimum) between two peaks. Computed with numpy's running max/min,
-    which are several times faster on the CPU than torch's cummax.
+    the valley (local minimum) between two peaks. On the CPU this uses numpy's running
+    max/min, several times faster there than torch's cummax; on other devices
+    :func:`_peak_owner_torch` computes the same on the device.
     """
-    m = mag.detach().cpu().numpy()
+    if mag.device.type != "cpu":
+        return _peak_owner_torch(mag)
+    m = mag.detach().numpy()
     f = m.shape[-1]
     left = np.concatenate([np.full((*m.shape[:-1], 1), -1.0, m.dtype), m[..., :-1]], axis=-1)
     right = np.concatenate([m[..., 1:], np.full((*m.shape[:-1], 1), -1.0, m.dtype)], axis=-1)
@@ -165,6 +168,23 @@ def _peak_owner(mag: torch.Tensor) -> torch.Tensor:
     use_next = (last_peak < 0) | ((last_valley > last_peak) & (next_peak < f))
     owner = np.clip(np.where(use_next, next_peak, last_peak), 0, f - 1)
     return torch.from_numpy(owner.astype(np.int64)).to(mag.device)
+
+
+def _peak_owner_torch(mag: torch.Tensor) -> torch.Tensor:
+    """:func:`_peak_owner` with torch's running max/min (for GPUs: no copy to the host)."""
+    m = mag.detach()
+    f = m.shape[-1]
+    pad = m.new_full((*m.shape[:-1], 1), -1.0)
+    left = torch.cat([pad, m[..., :-1]], dim=-1)
+    right = torch.cat([m[..., 1:], pad], dim=-1)
+    idx = torch.arange(f, device=m.device, dtype=torch.int64).expand(m.shape)
+    is_peak = (m >= left) & (m > right)
+    is_valley = (m < left) & (m <= right)
+    last_peak = torch.where(is_peak, idx, -1).cummax(dim=-1).values
+    next_peak = torch.where(is_peak, idx, f).flip(-1).cummin(dim=-1).values.flip(-1)
+    last_valley = torch.where(is_valley, idx, -1).cummax(dim=-1).values
+    use_next = (last_peak < 0) | ((last_valley > last_peak) & (next_peak < f))
+    return torch.where(use_next, next_peak, last_peak).clamp_(0, f - 1)
 
 
 INIT_METHODS: dict[str, tuple[Callable[..., torch.Tensor], str]] = {

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import itertools
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -73,9 +74,11 @@ class Checkpoint:
     _on: dict[str, nn.Module] = dataclasses.field(default_factory=dict, repr=False)
 
     def module(self, device: torch.device | str) -> nn.Module:
-        """The model on ``device`` (copies are made once per device and kept)."""
+        """The model on ``device`` (copies are made once per device and kept; the model itself
+        where it already is, which is the GPU for a model in training there)."""
         dev = torch.device(device)
-        if dev.type == "cpu":
+        here = next(itertools.chain(self.model.parameters(), self.model.buffers())).device
+        if dev.type == here.type and (dev.index is None or dev.index == (here.index or 0)):
             return self.model
         key = str(dev)
         if key not in self._on:
@@ -188,15 +191,20 @@ def resolve_path(path: str | os.PathLike[str]) -> Path:
 
 
 def _refuse_pickle(p: Path) -> None:
+    """Refuse anything but a safetensors file: its first 8 bytes are the little-endian length
+    of the JSON header that follows (so its first byte is 0x80, like a pickle's, for one
+    header length in 256), and byte 8 opens that header."""
     with open(p, "rb") as f:
-        head = f.read(8)
+        head = f.read(9)
+    n_header = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
+    safetensors_like = head[8:9] == b"{" and 2 <= n_header <= p.stat().st_size - 8
     check(
-        not head.startswith(_PICKLE_MAGIC),
+        safetensors_like or not head.startswith(_PICKLE_MAGIC),
         f"{str(p)!r} is a pickled (torch.save) file; melinvert never unpickles files: "
         "save the weights with safetensors",
     )
     check(
-        len(head) == 8 and p.suffix == SUFFIX,
+        safetensors_like and p.suffix == SUFFIX,
         f"{str(p)!r} is not a melinvert checkpoint (a {SUFFIX} file with its .json record)",
     )
 

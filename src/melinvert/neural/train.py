@@ -105,13 +105,14 @@ def validate(
     losses, l1s, scs, pesqs = [], [], [], []
     gen = torch.Generator().manual_seed(0)
     n_max = int(seconds * config.sample_rate)
+    dev = next(model.parameters()).device  # validate where the model trains
     was_training = model.training
     model.eval()
     with torch.no_grad():
         for c in clips:
             y = c.audio[:n_max]
-            nyq = torch.tensor([c.source_rate / 2.0])
-            loss, _ = task.loss(model, torch.from_numpy(y)[None], nyq, config, gen)
+            nyq = torch.tensor([c.source_rate / 2.0], device=dev)
+            loss, _ = task.loss(model, torch.from_numpy(y)[None].to(dev), nyq, config, gen)
             losses.append(float(loss))
             mel = mel_spectrogram(y, config)
             est = invert(
@@ -121,6 +122,7 @@ def validate(
                 n_iter=args["val_n_iter"] or None,
                 model=ck,
                 length=y.shape[0],
+                device=dev,
             )
             l1s.append(float(log_mel_l1(y, est, config)))
             scs.append(float(waveform_spectral_convergence(y, est, config)))
