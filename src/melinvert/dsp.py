@@ -315,6 +315,19 @@ class FrameOps:
         frames = x[:, : self.padded_len].unfold(-1, self.n_fft, self.hop)
         return torch.fft.rfft(frames * self.window, dim=-1)
 
+    def known_angles(self) -> torch.Tensor | None:
+        """Phases ``(B, n, F)`` of the first ``n`` frames, those whose samples (padding
+        included) all lie among the held samples :attr:`known`; ``None`` when there are none.
+        An initial phase continues from them, so a block starts in phase with the one before."""
+        if self.known is None:
+            return None
+        k = self.known.shape[-1]
+        n = min(self.n_frames, (k + self.pad - self.n_fft) // self.hop + 1) if k > self.pad else 0
+        if n <= 0:
+            return None
+        x = F.pad(self.known, (0, max(self.length - k, 0)))[:, : self.length]
+        return torch.angle(self.analysis(x)[:, :n])
+
     def synthesis(self, spec: torch.Tensor) -> torch.Tensor:
         """``(B, T, F)`` complex -> ``(B, length)`` real (least-squares overlap-add).
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
 from .config import MelConfig
@@ -61,13 +60,26 @@ def spectral_convergence(spec: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------- initial phase
 
 
+def _anchored(angles: torch.Tensor, anchor: torch.Tensor | None) -> torch.Tensor:
+    """``angles`` with its first frames replaced by ``anchor`` ``(B, n, F)`` (if given)."""
+    if anchor is not None:
+        angles[:, : anchor.shape[1]] = anchor
+    return angles
+
+
 def init_random(
-    mag: torch.Tensor, config: MelConfig, *, generator: torch.Generator | None = None
+    mag: torch.Tensor,
+    config: MelConfig,
+    *,
+    generator: torch.Generator | None = None,
+    anchor: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Uniform random phase in [0, 2 pi); returns angles ``(B, T, F)``.
 
     Drawn in float64 on the CPU and cast, the same stream for every batch item, so a seed
-    gives the same phases in float32 and float64, alone or in a batch.
+    gives the same phases in float32 and float64, alone or in a batch. Every initial phase
+    takes ``anchor`` ``(B, n, F)``, the known phases of the first ``n`` frames (a long input's
+    previous block: :meth:`melinvert.dsp.FrameOps.known_angles`), for those frames.
     """
     state = generator.get_state() if generator is not None else None
     g = torch.Generator()
@@ -78,14 +90,19 @@ def init_random(
     u = torch.rand(mag.shape[-2:], generator=g, dtype=torch.float64)
     if generator is not None:  # advance the caller's generator as one draw would
         torch.rand(mag.shape[-2:], generator=generator, dtype=torch.float64)
-    return (2 * math.pi * u).to(dtype=mag.dtype, device=mag.device).expand(mag.shape).contiguous()
+    angles = (2 * math.pi * u).to(dtype=mag.dtype, device=mag.device).expand(mag.shape).contiguous()
+    return _anchored(angles, anchor)
 
 
 def init_zero(
-    mag: torch.Tensor, config: MelConfig, *, generator: torch.Generator | None = None
+    mag: torch.Tensor,
+    config: MelConfig,
+    *,
+    generator: torch.Generator | None = None,
+    anchor: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """All-zero phase; returns angles."""
-    return torch.zeros_like(mag)
+    """All-zero phase (``anchor``'s frames excepted); returns angles."""
+    return _anchored(torch.zeros_like(mag), anchor)
 
 
 def init_pghi(
@@ -93,6 +110,7 @@ def init_pghi(
     config: MelConfig,
     *,
     generator: torch.Generator | None = None,
+    anchor: torch.Tensor | None = None,
     floor_db: float = -100.0,
 ) -> torch.Tensor:
     """Phase from the magnitude's gradients (PGHI), vectorised; returns angles ``(B, T, F)``.
@@ -103,10 +121,16 @@ def init_pghi(
     - along time, per frame:      ``2 pi a m / M + (a M / lam) d/dm log|X|``
     - along frequency, per bin:   ``-(lam / (a M)) d/dn log|X|``
 
-    Phases are integrated along time for every bin (trapezoidal rule); within each frame,
-    every bin then takes the time-integrated phase of the spectral peak it belongs to (peaks
-    split at the valleys between them) plus the frequency integral from that peak. The
-    result is converted to the frame-start phase convention of :func:`melinvert.dsp.stft`.
+    Frame by frame, as the heap integration of Prusa, Balazs & Sondergaard (2017) does in
+    effect on speech: every spectral peak continues, by the trapezoidal rule along time, the
+    phase its bin had in the previous frame, and every other bin takes the phase of the peak
+    it belongs to (peaks split at the valleys between them) plus the frequency integral from
+    that peak. So a ridge that moves across bins (a pitch glide's upper harmonics) is followed:
+    its new peak bin got its phase from the ridge in the previous frame. The recursion over
+    frames is solved by pointer jumping (``ceil(log2 T)`` vectorised steps, no loop over
+    frames). The result is converted to the frame-start phase convention of
+    :func:`melinvert.dsp.stft`. With ``anchor`` (the known phases of the first ``n`` frames)
+    those frames keep them and the recursion continues from the last of them.
     """
     f = mag.shape[-1]
     a, m_fft = config.hop_length, config.n_fft
@@ -129,49 +153,49 @@ def init_pghi(
     bins = torch.arange(f, dtype=mag.dtype, device=mag.device)
     phi_t = 2 * math.pi * a * bins / m_fft + (a * m_fft / lam) * deriv(logs, 2)  # per frame
     phi_f = -(lam / (a * m_fft)) * deriv(logs, 1)  # per bin
-    # trapezoidal integration along time (all bins) and along frequency (within frames)
-    psi_t = torch.cumsum(
-        torch.cat([torch.zeros_like(phi_t[:, :1]), 0.5 * (phi_t[:, 1:] + phi_t[:, :-1])], 1), 1
-    )
+    # frequency integral within each frame, and each bin's phase relative to its peak's
     psi_f = torch.cumsum(
         torch.cat([torch.zeros_like(phi_f[..., :1]), 0.5 * (phi_f[..., 1:] + phi_f[..., :-1])], 2), 2
     )
-    owner = _peak_owner(mag)
-    phase = torch.gather(psi_t, 2, owner) + psi_f - torch.gather(psi_f, 2, owner)
+    owner = _peak_owner(mag)  # (B, T, F)
+    rel = psi_f - torch.gather(psi_f, 2, owner)
+    # phase(n, k) = psi(n, owner(n, k)) + rel(n, k), where psi(n, p) = phase(n - 1, p) + the
+    # time step = psi(n - 1, owner(n - 1, p)) + inc(n, p): a sum along a chain of bins through
+    # the frames, which pointer jumping adds up: after the step of size s, (val, ptr)(n, p)
+    # hold the sum over the last 2s links and the bin the chain has reached 2s frames back
+    t = mag.shape[1]
+    centre = 2 * math.pi * bins * (m_fft // 2) / m_fft  # frame-start -> window-centred phase
+    ptr = torch.zeros_like(owner)
+    ptr[:, 1:] = owner[:, :-1]
+    val = torch.zeros_like(mag)
+    val[:, 1:] = rel[:, :-1] + 0.5 * (phi_t[:, 1:] + phi_t[:, :-1])
+    n0 = 0 if anchor is None else min(anchor.shape[1], t)
+    if 0 < n0 < t:  # chains end at frame n0 - 1, whose phase is the anchor's
+        val[:, n0] = anchor[:, n0 - 1] + centre + 0.5 * (phi_t[:, n0] + phi_t[:, n0 - 1])
+        val[:, :n0] = 0.0
+    two_pi = 2 * math.pi
+    val.sub_(torch.round(val / two_pi) * two_pi)  # angles modulo 2 pi: sums stay small, so
+    s = 1  # float32 keeps ~1e-6 rad where raw sums over minutes of frames would keep ~0.1
+    while s < t:
+        hop_val = torch.gather(val[:, :-s], 2, ptr[:, s:])
+        hop_ptr = torch.gather(ptr[:, :-s], 2, ptr[:, s:])
+        tail = val[:, s:]
+        tail += hop_val
+        tail.sub_(torch.round(tail / two_pi) * two_pi)
+        ptr[:, s:] = hop_ptr
+        s *= 2
+    phase = torch.gather(val, 2, owner) + rel
     # window-centred -> frame-start convention: the window's centre sits at n_fft // 2 of
     # each frame (also when win_length < n_fft), so X = exp(-2 pi i m (n_fft // 2) / n_fft) Y
-    return phase - 2 * math.pi * bins * (m_fft // 2) / m_fft
+    return _anchored(phase - centre, anchor[:, :n0] if n0 else None)
 
 
 def _peak_owner(mag: torch.Tensor) -> torch.Tensor:
-    """Index of the spectral peak each bin belongs to, ``(B, T, F)`` int64.
+    """Index of the spectral peak each bin belongs to, ``(B, T, F)`` int64, on mag's device.
 
     Peaks are local maxima along frequency; a bin belongs to the nearest peak on its side of
-    the valley (local minimum) between two peaks. On the CPU this uses numpy's running
-    max/min, several times faster there than torch's cummax; on other devices
-    :func:`_peak_owner_torch` computes the same on the device.
+    the valley (local minimum) between two peaks (running max/min of peak and valley indices).
     """
-    if mag.device.type != "cpu":
-        return _peak_owner_torch(mag)
-    m = mag.detach().numpy()
-    f = m.shape[-1]
-    left = np.concatenate([np.full((*m.shape[:-1], 1), -1.0, m.dtype), m[..., :-1]], axis=-1)
-    right = np.concatenate([m[..., 1:], np.full((*m.shape[:-1], 1), -1.0, m.dtype)], axis=-1)
-    idx = np.arange(f, dtype=np.int32)
-    is_peak = (m >= left) & (m > right)
-    is_valley = (m < left) & (m <= right)
-    last_peak = np.maximum.accumulate(np.where(is_peak, idx, -1).astype(np.int32), axis=-1)
-    next_peak = np.minimum.accumulate(np.where(is_peak, idx, f).astype(np.int32)[..., ::-1], axis=-1)[
-        ..., ::-1
-    ]
-    last_valley = np.maximum.accumulate(np.where(is_valley, idx, -1).astype(np.int32), axis=-1)
-    use_next = (last_peak < 0) | ((last_valley > last_peak) & (next_peak < f))
-    owner = np.clip(np.where(use_next, next_peak, last_peak), 0, f - 1)
-    return torch.from_numpy(owner.astype(np.int64)).to(mag.device)
-
-
-def _peak_owner_torch(mag: torch.Tensor) -> torch.Tensor:
-    """:func:`_peak_owner` with torch's running max/min (for GPUs: no copy to the host)."""
     m = mag.detach()
     f = m.shape[-1]
     pad = m.new_full((*m.shape[:-1], 1), -1.0)

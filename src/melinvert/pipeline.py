@@ -216,7 +216,7 @@ def _run_block(
     )
     if known is not None:
         ops.known = known
-    angles = INIT_METHODS[plan.init][0](mag, config, generator=generator)
+    angles = INIT_METHODS[plan.init][0](mag, config, generator=generator, anchor=ops.known_angles())
     if plan.phase is None or plan.n_iter == 0:
         y = ops.synthesis(torch.polar(mag, angles))
     else:
