@@ -1,9 +1,10 @@
 """Stage 2 of the cascade: STFT magnitude -> waveform (phase retrieval).
 
 Initial phases: ``random`` (seeded), ``zero`` and ``pghi`` (phase-gradient heuristic
-integration after Prusa, Balazs & Sondergaard 2017, vectorised over frames: phases are
-integrated along time from the log-magnitude's frequency slope, then each bin is locked to
-the spectral peak it belongs to by integrating the time slope along frequency).
+integration after Prusa, Balazs & Sondergaard 2017: frame by frame, each spectral peak
+continues its bin's phase of the previous frame and the other bins follow their peak along
+frequency, a recursion solved for all frames at once by pointer jumping). Each takes the
+known phases of a long input's previous block (``anchor``) for its first frames.
 
 Iterative algorithms: ``gla`` (Griffin & Lim 1984), ``fgla`` (Perraudin, Balazs &
 Sondergaard 2013) and ``agla`` (Nenov, Nguyen & Balazs 2023), all on one precomputed
@@ -113,7 +114,7 @@ def init_pghi(
     anchor: torch.Tensor | None = None,
     floor_db: float = -100.0,
 ) -> torch.Tensor:
-    """Phase from the magnitude's gradients (PGHI), vectorised; returns angles ``(B, T, F)``.
+    """Phase from the magnitude's gradients (PGHI); returns angles ``(B, T, F)``.
 
     For a Gaussian-like window of time-frequency ratio ``lam`` (``PGHI_GAMMA * win_length^2``,
     samples^2), hop ``a`` and FFT size ``M``, the phase of the window-centred STFT obeys
@@ -214,7 +215,10 @@ def _peak_owner(mag: torch.Tensor) -> torch.Tensor:
 INIT_METHODS: dict[str, tuple[Callable[..., torch.Tensor], str]] = {
     "random": (init_random, "uniform random phase (seeded)"),
     "zero": (init_zero, "zero phase"),
-    "pghi": (init_pghi, "phase gradient heuristic integration (Prusa et al. 2017), vectorised"),
+    "pghi": (
+        init_pghi,
+        "phase gradient heuristic integration (Prusa et al. 2017), following ridges frame by frame",
+    ),
 }
 
 

@@ -47,8 +47,8 @@ PHASE_METHODS["degli"] = (
     "learned: Deep Griffin-Lim iteration (Masuyama et al. 2021); needs trained weights (model=)",
 )
 PIPELINES["learned"] = (
-    Plan("refiner", "pghi", "mfgla", 150, optimizer="wave_lbfgs", opt_iter=20),
-    "learned refiner magnitude, PGHI phase, 150 mel-refitted fast Griffin-Lim iterations, then 20 "
+    Plan("refiner", "pghi", "mfgla", 300, optimizer="wave_lbfgs", opt_iter=20),
+    "learned refiner magnitude, PGHI phase, 300 mel-refitted fast Griffin-Lim iterations, then 20 "
     "waveform L-BFGS iterations (the best learned composition measured: docs/models/)",
 )
 PIPELINES["cnn_vocoder"] = (Plan(phase=None, n_iter=0, vocoder="cnn_vocoder"), VOCODERS["cnn_vocoder"][1])

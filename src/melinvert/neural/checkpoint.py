@@ -77,7 +77,8 @@ class Checkpoint:
         """The model on ``device`` (copies are made once per device and kept; the model itself
         where it already is, which is the GPU for a model in training there)."""
         dev = torch.device(device)
-        here = next(itertools.chain(self.model.parameters(), self.model.buffers())).device
+        first = next(itertools.chain(self.model.parameters(), self.model.buffers()), None)
+        here = first.device if first is not None else torch.device("cpu")
         if dev.type == here.type and (dev.index is None or dev.index == (here.index or 0)):
             return self.model
         key = str(dev)
