@@ -134,7 +134,8 @@ def test_ctrl_c_writes_best_estimate_and_rerun_finishes(tmp_path: Path) -> None:
         sys.executable, "-m", "melinvert", "invert", str(src), "-o", str(out), "--preset", "hifigan-22k-80",
         "--method", "nnls+pghi+mfgla", "--iters", "100000",
     ]  # fmt: skip
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # faulthandler: if it ever fails to stop, SIGABRT below makes it print every thread's stack
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     # wait until the progress bar shows iterations running (its RTF field appears then)
     seen = b""
@@ -144,7 +145,12 @@ def test_ctrl_c_writes_best_estimate_and_rerun_finishes(tmp_path: Path) -> None:
     assert b"RTF" in seen, seen[-500:]
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    _, err_b = proc.communicate(timeout=60)
+    try:
+        _, err_b = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _, err_b = proc.communicate(timeout=30)
+        pytest.fail("still running 60 s after SIGINT; its stacks:\n" + err_b.decode(errors="replace")[-6000:])
     err = (seen + err_b).decode(errors="replace")
     assert proc.returncode == 130, err
     assert "interrupted: wrote the best estimate so far" in err
