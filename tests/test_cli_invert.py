@@ -136,7 +136,16 @@ def test_ctrl_c_writes_best_estimate_and_rerun_finishes(tmp_path: Path) -> None:
     ]  # fmt: skip
     # faulthandler: if it ever fails to stop, SIGABRT below makes it print every thread's stack
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # a test run started in the background by a shell inherits SIGINT ignored, and Python then
+    # installs no KeyboardInterrupt handler: give the child the default disposition, as a
+    # terminal's foreground job has
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     # wait until the progress bar shows iterations running (its RTF field appears then)
     seen = b""
     deadline = time.monotonic() + 120
