@@ -718,6 +718,10 @@ def cmd_demo(args: argparse.Namespace, ui: Console) -> int:
         ui.out(f"wrote {f} ({m}: {wall:.2f} s, real-time factor {len(y) / cfg.sample_rate / wall:.0f}x)")
         rows.append((m, score(y, est, cfg.sample_rate, config=cfg)))
     _print_scores(ui, rows)
+    ui.note(
+        "a synthesised signal: its PESQ swings from one --seed to the next, so compare methods on "
+        "real speech (melinvert bench) or see the figures in benchmarks/RESULTS.md"
+    )
     return 0
 
 
