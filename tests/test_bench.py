@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from melinvert import bench, cli
 
@@ -121,7 +122,8 @@ def test_summary_lists_means_skipped_machine_and_command(bench_out: tuple[int, P
     assert all(ln.count("|") == table[0].count("|") for ln in table)  # no stray column separators
     assert "## Skipped clips (1)" in md and str(clips / "broken.wav") in md
     assert "Ranked by mean" in md
-    assert "torch " in md and "cores" in md and "device: cpu" in md
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # bench's --device auto
+    assert "torch " in md and "cores" in md and f"device: {device}" in md
     assert f"melinvert bench {clips} --preset {PRESET} --methods fast -o {out}" in md
 
 
