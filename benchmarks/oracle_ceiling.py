@@ -34,7 +34,7 @@ from melinvert.dsp import FrameOps
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from vs_librosa import DEFAULT_CLIPS, load_clips, score  # noqa: E402
+from vs_librosa import DEFAULT_CLIPS, load_clips, score, summarise  # noqa: E402
 
 SPECS = (
     "oracle:fgla:32:0,oracle:fgla:150:0,oracle:fgla:600:0,oracle:fgla:600:20,"
@@ -66,10 +66,7 @@ def run_spec(spec: str, clips: list, cfg: mi.MelConfig) -> dict:
             seconds += time.perf_counter() - t0
         audio_s += len(y) / cfg.sample_rate
         rows.append(score(y, out[0].numpy(), cfg.sample_rate, cfg))
-    agg = {k: float(np.mean([r[k] for r in rows])) for k in ("pesq_wb", "stoi", "log_mel_l1", "rms_ratio_db")}
-    agg["max_abs_lag"] = max(abs(r["lag_samples"]) for r in rows)
-    agg["rtf"] = audio_s / seconds
-    return agg
+    return {**summarise(rows), "rtf": audio_s / seconds}
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ import melinvert as mi
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from vs_librosa import DEFAULT_CLIPS, load_clips, score  # noqa: E402
+from vs_librosa import DEFAULT_CLIPS, load_clips, score, summarise  # noqa: E402
 
 
 def main() -> None:
@@ -56,13 +56,10 @@ def main() -> None:
             y = y.astype(np.float32)
             est = mi.invert(mi.mel_spectrogram(y, cfg), cfg, method=args.method, seed=0)
             rows.append(score(y, est, cfg.sample_rate, cfg))
-        mean = {
-            k: float(np.mean([r[k] for r in rows])) for k in ("pesq_wb", "stoi", "log_mel_l1", "rms_ratio_db")
-        }
-        lag = max(abs(r["lag_samples"]) for r in rows)
+        a = summarise(rows)
         lines.append(
-            f"| {name} | {mean['pesq_wb']:.3f} | {mean['stoi']:.4f} | {mean['log_mel_l1']:.3f} | "
-            f"{mean['rms_ratio_db']:+.2f} | {lag} |"
+            f"| {name} | {a['pesq_wb']:.3f} | {a['stoi']:.4f} | {a['log_mel_l1']:.3f} | "
+            f"{a['rms_ratio_db']:+.2f} | {a['max_abs_lag']} |"
         )
         print(lines[-1], file=sys.stderr, flush=True)
     print("\n".join(lines))

@@ -76,6 +76,20 @@ def score(ref: np.ndarray, est: np.ndarray, sr: int, cfg: mi.MelConfig) -> dict:
     return {k: s[k] for k in ("pesq_wb", "stoi", "log_mel_l1", "rms_ratio_db", "peak", "lag_samples")}
 
 
+def summarise(rows: list[dict]) -> dict:
+    """Means of PESQ-WB, STOI, log-mel L1 and RMS ratio over clips (PESQ's unscorable ones
+    left out), the largest peak and the largest absolute lag."""
+    mean = {
+        k: float(np.mean([r[k] for r in rows if r[k] is not None]))
+        for k in ("pesq_wb", "stoi", "log_mel_l1", "rms_ratio_db")
+    }
+    return {
+        **mean,
+        "peak": max(r["peak"] for r in rows),
+        "max_abs_lag": max(abs(r["lag_samples"]) for r in rows),
+    }
+
+
 def models_for(method: str, models: list[str] | None) -> list[str] | None:
     """The ``--model`` checkpoints whose kind the method uses (others would be refused)."""
     if not models:
@@ -149,17 +163,7 @@ def run(args: argparse.Namespace) -> str:
     def agg(rs: list[dict]) -> dict:
         audio = sum(r["audio_s"] for r in rs)
         wall = sum(r["seconds"] for r in rs)
-        mean = {
-            k: float(np.mean([r[k] for r in rs if r[k] is not None]))
-            for k in ("pesq_wb", "stoi", "log_mel_l1", "rms_ratio_db")
-        }
-        return {
-            **mean,
-            "peak": max(r["peak"] for r in rs),
-            "max_abs_lag": max(abs(r["lag_samples"]) for r in rs),
-            "rtf": audio / wall,
-            "ms_per_10s": 1000 * wall / audio * 10,
-        }
+        return {**summarise(rs), "rtf": audio / wall, "ms_per_10s": 1000 * wall / audio * 10}
 
     base = agg(rows["librosa mel_to_audio"])
     lines = [
