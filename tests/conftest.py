@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-
-#: Optional real recordings next to the repository (``../shared``); tests using them skip without.
-SHARED_SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
+import torch
+from helpers import SHARED_SPEECH
 
 
 def make_tone(sample_rate: int, seconds: float = 1.0, *, amplitude: float = 0.5) -> np.ndarray:
@@ -24,6 +23,16 @@ def make_tone(sample_rate: int, seconds: float = 1.0, *, amplitude: float = 0.5)
     y = y / np.abs(y).max() * amplitude
     y[(t < 0.3 * seconds) | (t >= 0.7 * seconds)] = 0.0
     return y.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """Torch on one thread for a module (``pytest.mark.usefixtures("one_thread")``): small FFTs
+    and tiny models only pay for the thread pool on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

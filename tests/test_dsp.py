@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import scipy.signal
 import torch
+from helpers import ref_filterbank
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -67,19 +68,6 @@ def ref_stft(x: np.ndarray, c: MelConfig) -> np.ndarray:
         width = [(0, 0)] * (x.ndim - 1) + [(p, p)]
         return librosa.stft(np.pad(x, width, mode=c.pad_mode), center=False, **kw)
     return librosa.stft(x, center=False, **kw)
-
-
-def ref_filterbank(c: MelConfig) -> np.ndarray:
-    return librosa.filters.mel(
-        sr=c.sample_rate,
-        n_fft=c.n_fft,
-        n_mels=c.n_mels,
-        fmin=c.fmin,
-        fmax=c.fmax_hz,
-        htk=c.mel_scale == "htk",
-        norm=c.mel_norm,
-        dtype=np.float64,
-    )
 
 
 def ref_linear_mel(x: np.ndarray, c: MelConfig) -> np.ndarray:

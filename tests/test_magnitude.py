@@ -8,18 +8,21 @@ stacked singles, shapes and dtypes for every method and power, and gd's own obje
 
 from __future__ import annotations
 
-import librosa
 import numpy as np
 import pytest
 import scipy.linalg
 import scipy.optimize
 import torch
+from helpers import harmonic_noise, ref_filterbank
 
 import melinvert
 from melinvert import MelConfig, dsp, magnitude
 
 # the tiny configs below have empty mel bands on purpose; librosa says so
-pytestmark = pytest.mark.filterwarnings("ignore:Empty filters detected:UserWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Empty filters detected:UserWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 #: The methods defined in magnitude.py (the registry may hold learned stages too, tested elsewhere).
 CLASSIC = ("transpose", "pinv", "nnls", "gd")
@@ -33,45 +36,14 @@ SMALL_CONFIGS = {
 }
 
 
-def harmonic_noise(sr: int, seconds: float, *, seed: int = 0, f0: float = 150.0) -> np.ndarray:
-    """Nine harmonics of ``f0`` with random phases plus white noise, peak 0.5, float64."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(sr * seconds)) / sr
-    y = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 10))
-    y = y + 0.1 * rng.standard_normal(t.size)
-    return 0.5 * y / np.abs(y).max()
-
-
-def ref_fb(c: MelConfig) -> np.ndarray:
-    return librosa.filters.mel(
-        sr=c.sample_rate,
-        n_fft=c.n_fft,
-        n_mels=c.n_mels,
-        fmin=c.fmin,
-        fmax=c.fmax_hz,
-        htk=c.mel_scale == "htk",
-        norm=c.mel_norm,
-        dtype=np.float64,
-    )
-
-
 def covered(c: MelConfig) -> np.ndarray:
     """Bins some filter covers (a boolean mask over ``n_freqs``)."""
-    return ref_fb(c).sum(axis=0) > 0
+    return ref_filterbank(c).sum(axis=0) > 0
 
 
 def objective(fb: np.ndarray, p: np.ndarray, mel: np.ndarray) -> np.ndarray:
     """``||fb @ p - mel||^2`` per frame (column)."""
     return ((fb @ p - mel) ** 2).sum(axis=0)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These problems are tiny: torch's thread pool only adds overhead on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # ---------------------------------------------------------------------- pinv
@@ -82,7 +54,7 @@ def test_pinv_matrix_matches_numpy(name: str) -> None:
     c = SMALL_CONFIGS[name]
     got = magnitude.pinv_matrix(c, dtype=torch.float64, device=torch.device("cpu")).numpy()
     assert got.shape == (c.n_freqs, c.n_mels)
-    ref = scipy.linalg.pinv(ref_fb(c), atol=0.0, rtol=magnitude.PINV_RCOND)
+    ref = scipy.linalg.pinv(ref_filterbank(c), atol=0.0, rtol=magnitude.PINV_RCOND)
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
 
 
@@ -91,7 +63,7 @@ def test_pinv_of_rank_deficient_filterbanks_stays_bounded(preset: str) -> None:
     """More mels than the FFT resolves: the numerically-zero singular values are dropped, so the
     pseudo-inverse's gain stays within 1 / PINV_RCOND of the filterbank's scale."""
     c = melinvert.get_preset(preset)
-    fb = ref_fb(c)
+    fb = ref_filterbank(c)
     got = magnitude.pinv_matrix(c, dtype=torch.float64, device=torch.device("cpu")).numpy()
     assert np.linalg.norm(got, 2) <= 1.0 / (magnitude.PINV_RCOND * np.linalg.norm(fb, 2))
     np.testing.assert_allclose(got, scipy.linalg.pinv(fb, atol=0.0, rtol=magnitude.PINV_RCOND), atol=1e-9)
@@ -103,7 +75,7 @@ def test_pinv_of_rank_deficient_filterbanks_stays_bounded(preset: str) -> None:
 def test_pinv_exact_on_the_row_space(name: str) -> None:
     """For ``P = fb.T @ z`` with ``z >= 0`` (so ``P >= 0`` and in the row space), pinv recovers P."""
     c = SMALL_CONFIGS[name]
-    fb = ref_fb(c)
+    fb = ref_filterbank(c)
     z = np.random.default_rng(1).random((c.n_mels, 7))
     p = fb.T @ z
     assert (p >= 0).all()
@@ -116,7 +88,7 @@ def test_pinv_exact_on_the_row_space(name: str) -> None:
 
 def test_pinv_clips_at_zero() -> None:
     c = SMALL
-    fb = ref_fb(c)
+    fb = ref_filterbank(c)
     mel = np.random.default_rng(2).random((c.n_mels, 9))  # arbitrary: pinv @ mel has negative entries
     raw = np.linalg.pinv(fb) @ mel
     assert (raw < 0).any()
@@ -130,7 +102,7 @@ def test_pinv_clips_at_zero() -> None:
 @pytest.mark.parametrize("name", list(SMALL_CONFIGS))
 def test_transpose_maps_flat_back_to_flat(name: str) -> None:
     c = SMALL_CONFIGS[name]
-    fb = ref_fb(c)
+    fb = ref_filterbank(c)
     level = np.array([0.5, 1.0, 3.0, 10.0])  # a different flat level in each frame
     p = np.ones((c.n_freqs, 1)) * level  # |X| ** power, flat over frequency
     got = magnitude.transpose(torch.from_numpy(fb @ p), c).numpy()
@@ -145,7 +117,7 @@ def test_transpose_maps_flat_back_to_flat(name: str) -> None:
 def test_transpose_formula() -> None:
     """``fb.T @ mel / (fb.T @ fb @ 1)`` on covered bins, zero elsewhere (numpy formula)."""
     c = SMALL_CONFIGS["band"]
-    fb = ref_fb(c)
+    fb = ref_filterbank(c)
     mel = np.random.default_rng(3).random((c.n_mels, 5))
     norm = fb.T @ fb.sum(axis=1, keepdims=True)
     want = np.where(norm > 0, (fb.T @ mel) / np.where(norm > 0, norm, 1.0), 0.0)
@@ -160,7 +132,7 @@ def test_transpose_formula() -> None:
 def test_nnls_matches_scipy(name: str) -> None:
     """Objective ``||fb P - mel||^2`` per frame equals scipy.optimize.nnls's to 1e-6 (relative)."""
     c = SMALL_CONFIGS[name]
-    fb = ref_fb(c)
+    fb = ref_filterbank(c)
     rng = np.random.default_rng(4)
     inside = fb @ rng.random((c.n_freqs, 3))  # in the cone: the optimum is 0
     outside = rng.random((c.n_mels, 3))  # arbitrary non-negative
@@ -187,7 +159,7 @@ def test_nnls_default_iterations_near_optimum(preset: str) -> None:
     on real-looking frames, and much better than the clipped pseudo-inverse it starts from."""
     c = melinvert.get_preset(preset)
     lin = dsp.linear_mel(torch.from_numpy(harmonic_noise(c.sample_rate, 0.1)), c)[..., 2:6]
-    fb = ref_fb(c)
+    fb = ref_filterbank(c)
     m = lin.numpy()
     p = magnitude.nnls(lin, c).numpy() ** c.power
     start = magnitude.pinv(lin, c).numpy() ** c.power
@@ -200,7 +172,7 @@ def test_nnls_default_iterations_near_optimum(preset: str) -> None:
 def test_nnls_exact_in_the_cone() -> None:
     """A mel that some non-negative spectrum explains is reproduced (fb @ nnls == mel)."""
     c = SMALL_CONFIGS["band"]
-    fb = ref_fb(c)
+    fb = ref_filterbank(c)
     mel = fb @ np.random.default_rng(5).random((c.n_freqs, 6))
     p = magnitude.nnls_solve(torch.from_numpy(mel), c, n_iter=1000).numpy()
     np.testing.assert_allclose(fb @ p, mel, rtol=1e-6, atol=1e-9 * mel.max())
@@ -209,7 +181,7 @@ def test_nnls_exact_in_the_cone() -> None:
 def test_nnls_power_is_undone() -> None:
     """``nnls`` returns the magnitude: ``nnls_solve(...) ** (1 / power)``."""
     c = SMALL_CONFIGS["power2"]
-    mel = torch.from_numpy(ref_fb(c) @ np.random.default_rng(6).random((c.n_freqs, 4)))
+    mel = torch.from_numpy(ref_filterbank(c) @ np.random.default_rng(6).random((c.n_freqs, 4)))
     np.testing.assert_allclose(
         magnitude.nnls(mel, c, n_iter=30).numpy(),
         magnitude.nnls_solve(mel, c, n_iter=30).numpy() ** 0.5,
@@ -224,7 +196,7 @@ def test_gd_lowers_its_log_mel_objective() -> None:
     """gd minimises ``mean((log(fb |X|^p + e) - log(mel + e))^2)``; it ends below its NNLS start."""
     c = melinvert.get_preset("tacotron2-22k-80")
     lin = dsp.linear_mel(torch.from_numpy(harmonic_noise(c.sample_rate, 0.15)), c)
-    fb = torch.from_numpy(ref_fb(c))
+    fb = torch.from_numpy(ref_filterbank(c))
     floor = 1e-5 * lin.max()
 
     def loss(mag: torch.Tensor) -> float:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from helpers import SHARED_SPEECH
 
 import melinvert as mi
 from melinvert.errors import MelinvertError
@@ -19,7 +20,8 @@ from melinvert.neural.models import hop_factors
 from melinvert.neural.tasks import TASKS, model_mel, step_generator
 from melinvert.neural.train import train
 
-SHARED_SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "speech"
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 CFG = mi.get_preset("hifigan-22k-80")
 TINY = {
@@ -28,15 +30,6 @@ TINY = {
     "cnn_vocoder": {"channels": 16, "min_channels": 4, "pre_blocks": 1, "post_blocks": 1},
 }
 FAST = {"batch_size": 2, "crop_frames": 16, "val_every": 1000, "val_n_iter": 2}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run faster on one thread than on two contended ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _voice(sr: int, seconds: float, f0: float, seed: int) -> np.ndarray:

@@ -14,17 +14,11 @@ from melinvert.dsp import FrameOps
 from melinvert.magnitude import decode_mel
 from melinvert.optimize import OPTIMIZERS, joint, lbfgs, mel_loss, stft_gd, wave_lbfgs
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 #: small and fast: 8 kHz, 128-point frames, 20 mels, magnitude mel (joint needs power 1)
 TINY = MelConfig(sample_rate=8000, n_fft=128, hop_length=32, n_mels=20, power=1.0)
 START_BASED = ("wave_lbfgs", "stft_gd", "joint")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def signal(seconds: float = 0.25, *, seed: int = 0, f0: float = 180.0, sr: int = 8000) -> np.ndarray:

@@ -18,9 +18,12 @@ import pytest
 import scipy.signal
 import soundfile as sf
 import torch
+from helpers import harmonic_noise
 
 import melinvert
 from melinvert import MelConfig, dsp, phase
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 ALGORITHMS = ("gla", "fgla", "agla")
 #: the six iterative methods defined in phase.py (the registry may hold learned ones too)
@@ -38,24 +41,6 @@ GLA_CONFIGS = {
     ),
     "whisper": melinvert.get_preset("whisper-16k-80"),
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small FFTs: torch's thread pool only adds overhead on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def harmonic_noise(sr: int, seconds: float, *, seed: int = 0, f0: float = 150.0) -> np.ndarray:
-    """Nine harmonics of ``f0`` with random phases plus white noise, peak 0.5, float64."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(sr * seconds)) / sr
-    y = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 10))
-    y = y + 0.1 * rng.standard_normal(t.size)
-    return 0.5 * y / np.abs(y).max()
 
 
 def chirp(sr: int, seconds: float, f0: float, f1: float) -> np.ndarray:

@@ -13,12 +13,15 @@ import functools
 import numpy as np
 import pytest
 import torch
+from helpers import harmonic_noise
 
 import melinvert
 from melinvert import MelinvertError, dsp, metrics, pipeline
 from melinvert.magnitude import MAGNITUDE_METHODS
 from melinvert.optimize import OPTIMIZERS
 from melinvert.phase import INIT_METHODS, PHASE_METHODS
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 PRESET_NAMES = melinvert.list_presets()
 #: a representative set of compositions: both pipelines and every classic stage at least once
@@ -33,24 +36,6 @@ METHODS = (
 )
 KINDS = ("numpy-float32", "torch-float32", "numpy-float64", "torch-float64")
 HIFIGAN = melinvert.get_preset("hifigan-22k-80")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Short clips: torch's thread pool only adds overhead on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def harmonic_noise(sr: int, seconds: float, *, seed: int = 0, f0: float = 150.0) -> np.ndarray:
-    """Nine harmonics of ``f0`` with random phases plus white noise, peak 0.5, float64."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(sr * seconds)) / sr
-    y = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 2 * np.pi)) / k for k in range(1, 10))
-    y = y + 0.1 * rng.standard_normal(t.size)
-    return 0.5 * y / np.abs(y).max()
 
 
 def speech_like(sr: int, seconds: float, *, seed: int = 0) -> np.ndarray:

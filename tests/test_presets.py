@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import soxr
 import torch
+from helpers import SHARED_SPEECH
 
 import melinvert
 from melinvert import get_preset, list_presets
@@ -32,7 +32,6 @@ librosa = pytest.importorskip("librosa")
 # torchaudio-default really has empty bands (128 htk mels on 201 bins); librosa says so.
 pytestmark = pytest.mark.filterwarnings("ignore:Empty filters detected:UserWarning")
 
-SPEECH_DIR = Path(__file__).parents[1] / ".." / "shared" / "data" / "speech"
 SPEECH_CLIPS = ("LJ001-0002.wav", "cmu_arctic_us_aew_a0001.wav")
 SPEECH_SECONDS = 1.0
 
@@ -291,7 +290,7 @@ def synth(sr: int, n: int, *, seed: int = 0) -> np.ndarray:
 @functools.cache
 def speech(clip: str, sr: int) -> np.ndarray:
     """A real clip from ../shared/data/speech, first second, resampled (soxr VHQ) to ``sr``."""
-    path = SPEECH_DIR / clip
+    path = SHARED_SPEECH / clip
     if not path.exists():
         pytest.skip("../shared/data/speech not present")
     x, rate = sf.read(path, dtype="float64", always_2d=True)
