@@ -243,6 +243,55 @@ def write_text(
     return atomic_write(path, lambda f: f.write(data), overwrite=overwrite, protect=protect)
 
 
+def find_inputs(
+    inputs: Sequence[str | os.PathLike[str]], extensions: Sequence[str], *, file_kind: str | None = None
+) -> list[tuple[Path, Path | None]]:
+    """The files named in ``inputs``, and those found in folders among them.
+
+    Folders are walked recursively for files ending in one of ``extensions`` (lower case; hidden
+    files and folders skipped), sorted within each folder; a file reached twice is kept once.
+
+    Returns
+    -------
+    list of (Path, Path or None)
+        ``(file, its path relative to the folder input it came from, or None for a file input)``.
+
+    Raises
+    ------
+    MelinvertError
+        A missing input, a folder with no matching files, or (with ``file_kind``, e.g.
+        ``"audio"``) a file input without one of ``extensions``.
+    """
+    found: list[tuple[Path, Path | None]] = []
+    for item in inputs:
+        p = Path(item)
+        check(p.exists(), f"input {str(p)!r} does not exist")
+        if p.is_dir():
+            files = sorted(
+                f
+                for f in p.rglob("*")
+                if f.suffix.lower() in extensions
+                and f.is_file()
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
+            check(bool(files), f"no {', '.join(extensions)} files found in folder {str(p)!r}")
+            found.extend((f, f.relative_to(p)) for f in files)
+        else:
+            check(
+                file_kind is None or p.suffix.lower() in extensions,
+                f"{str(p)!r} is not an {file_kind} file ({', '.join(extensions)})",
+            )
+            found.append((p, None))
+    unique: list[tuple[Path, Path | None]] = []
+    seen: set[str] = set()
+    for f, rel in found:
+        key = os.path.realpath(f)
+        if key not in seen:
+            seen.add(key)
+            unique.append((f, rel))
+    return unique
+
+
 def plan_outputs(
     inputs: Sequence[PathLike],
     out: PathLike,
@@ -283,30 +332,7 @@ def plan_outputs(
     check(len(inputs) > 0, "no input files given")
     out_s = os.fspath(out)
     out_p = Path(out_s)
-    found: list[tuple[Path, Path | None]] = []  # (file, path relative to its folder input or None)
-    for item in inputs:
-        p = Path(item)
-        check(p.exists(), f"input {str(p)!r} does not exist")
-        if p.is_dir():
-            files = sorted(
-                f
-                for f in p.rglob("*")
-                if f.suffix.lower() in exts
-                and f.is_file()
-                and not any(part.startswith(".") for part in f.relative_to(p).parts)
-            )
-            check(bool(files), f"no {', '.join(exts)} files found in folder {str(p)!r}")
-            found.extend((f, f.relative_to(p)) for f in files)
-        else:
-            found.append((p, None))
-    # Drop an input named twice.
-    unique: list[tuple[Path, Path | None]] = []
-    seen: set[str] = set()
-    for f, rel in found:
-        key = os.path.realpath(f)
-        if key not in seen:
-            seen.add(key)
-            unique.append((f, rel))
+    unique = find_inputs(inputs, exts)
     single_file = (
         len(unique) == 1
         and unique[0][1] is None

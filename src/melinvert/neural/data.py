@@ -54,37 +54,10 @@ class Clip:
 
 def collect_audio(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
     """Audio files named, or found (recursively, hidden ones skipped) in folders; sorted, unique."""
-    from ..io import AUDIO_EXTENSIONS
+    from ..io import AUDIO_EXTENSIONS, find_inputs
 
     check(len(inputs) > 0, "no audio files or folders given")
-    out: list[Path] = []
-    for item in inputs:
-        p = Path(item)
-        check(p.exists(), f"input {str(p)!r} does not exist")
-        if p.is_dir():
-            found = sorted(
-                f
-                for f in p.rglob("*")
-                if f.suffix.lower() in AUDIO_EXTENSIONS
-                and f.is_file()
-                and not any(part.startswith(".") for part in f.relative_to(p).parts)
-            )
-            check(bool(found), f"no {', '.join(AUDIO_EXTENSIONS)} files found in folder {str(p)!r}")
-            out.extend(found)
-        else:
-            check(
-                p.suffix.lower() in AUDIO_EXTENSIONS,
-                f"{str(p)!r} is not an audio file ({', '.join(AUDIO_EXTENSIONS)})",
-            )
-            out.append(p)
-    seen: set[str] = set()
-    unique = []
-    for p in out:
-        key = os.path.realpath(p)
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
-    return unique
+    return [f for f, _ in find_inputs(inputs, AUDIO_EXTENSIONS, file_kind="audio")]
 
 
 def load_clips(
