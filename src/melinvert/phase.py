@@ -288,7 +288,7 @@ class MelRefit:
         return (torch.log(self._est + self.tiny) - self._log_target).abs().mean(dim=(-2, -1))
 
 
-def _loss(refit: MelRefit | None, z: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+def iteration_loss(refit: MelRefit | None, z: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
     """The loss the callback sees: log-mel L1 with a refit, else spectral convergence."""
     return refit.loss() if refit is not None else spectral_convergence(z, mag)
 
@@ -313,7 +313,7 @@ def gla(
         z = ops.analysis(x)
         if refit is not None:
             mag = refit(z)
-        if callback is not None and callback(i, x, _loss(refit, z, mag)):
+        if callback is not None and callback(i, x, iteration_loss(refit, z, mag)):
             break
         spec = project_magnitude(z, mag)
     return ops.synthesis(spec)
@@ -338,7 +338,7 @@ def fgla(
         c = ops.analysis(x)
         if refit is not None:
             mag = refit(c)
-        if callback is not None and callback(i, x, _loss(refit, c, mag)):
+        if callback is not None and callback(i, x, iteration_loss(refit, c, mag)):
             break
         t = momentum(c, c_prev, 1.0 + alpha)  # c + alpha (c - c_prev)
         c_prev = c
@@ -371,7 +371,7 @@ def agla(
         z = ops.analysis(x)
         if refit is not None:
             mag = refit(z)
-        if callback is not None and callback(i, x, _loss(refit, z, mag)):
+        if callback is not None and callback(i, x, iteration_loss(refit, z, mag)):
             break
         t = momentum(z, d, gamma)
         c = momentum(t, t_prev, 1.0 + alpha)

@@ -19,7 +19,7 @@ import torch
 from ..config import MelConfig
 from ..dsp import FrameOps
 from ..errors import check
-from ..phase import Callback, MelRefit, project_magnitude, spectral_convergence
+from ..phase import Callback, MelRefit, iteration_loss, project_magnitude
 from .checkpoint import Checkpoint, _load_cached, get_checkpoint, iter_models
 
 
@@ -105,10 +105,8 @@ def degli(
             z = ops.analysis(w)
             if refit is not None:
                 mag = refit(z)
-            if callback is not None:
-                loss = refit.loss() if refit is not None else spectral_convergence(z, mag)
-                if callback(i, w, loss):
-                    break
+            if callback is not None and callback(i, w, iteration_loss(refit, z, mag)):
+                break
             r = net(x.to(cdt), y.to(cdt), z.to(cdt), mag.float())
             x = z - r.to(z.dtype)
     return ops.synthesis(project_magnitude(x, mag))
