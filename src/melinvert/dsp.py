@@ -309,10 +309,18 @@ class FrameOps:
 
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, length)`` real -> ``(B, T, F)`` complex, framed as the config frames."""
-        if self.pad:
-            mode = "reflect" if self.config.pad_mode == "reflect" else "constant"
-            x = F.pad(x.unsqueeze(1), (self.pad, self.pad), mode=mode).squeeze(1)
-        frames = x[:, : self.padded_len].unfold(-1, self.n_fft, self.hop)
+        return self._spectra(self._padded(x, right=True), self.n_frames)
+
+    def _padded(self, x: torch.Tensor, *, right: bool) -> torch.Tensor:
+        """``x`` with the config's padding on the left (and the right)."""
+        if not self.pad:
+            return x
+        mode = "reflect" if self.config.pad_mode == "reflect" else "constant"
+        return F.pad(x.unsqueeze(1), (self.pad, self.pad if right else 0), mode=mode).squeeze(1)
+
+    def _spectra(self, padded: torch.Tensor, n: int) -> torch.Tensor:
+        """The first ``n`` windowed frames of a padded signal, transformed: ``(B, n, F)``."""
+        frames = padded[:, : self.n_fft + self.hop * (n - 1)].unfold(-1, self.n_fft, self.hop)
         return torch.fft.rfft(frames * self.window, dim=-1)
 
     def known_angles(self) -> torch.Tensor | None:
@@ -325,8 +333,7 @@ class FrameOps:
         n = min(self.n_frames, (k + self.pad - self.n_fft) // self.hop + 1) if k > self.pad else 0
         if n <= 0:
             return None
-        x = F.pad(self.known, (0, max(self.length - k, 0)))[:, : self.length]
-        return torch.angle(self.analysis(x)[:, :n])
+        return torch.angle(self._spectra(self._padded(self.known, right=False), n))
 
     def synthesis(self, spec: torch.Tensor) -> torch.Tensor:
         """``(B, T, F)`` complex -> ``(B, length)`` real (least-squares overlap-add).
