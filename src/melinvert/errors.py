@@ -8,6 +8,8 @@ else escaping is a bug in melinvert.
 
 from __future__ import annotations
 
+import math
+
 
 class MelinvertError(ValueError):
     """Bad input or usage: the message is one line that names the problem."""
@@ -17,3 +19,14 @@ def check(condition: bool, message: str) -> None:
     """Raise :class:`MelinvertError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise MelinvertError(message)
+
+
+def check_positive(name: str, value: object) -> None:
+    """Raise :class:`MelinvertError` unless ``value`` is a finite real number > 0 (a bool is not)."""
+    check(
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0,
+        f"{name}={value!r} must be a number > 0",
+    )

@@ -29,7 +29,7 @@ import torch
 
 from .config import Compression, MelConfig, resolve_config
 from .dsp import as_tensor, check_length, linear_mel, stft
-from .errors import MelinvertError, check
+from .errors import MelinvertError, check, check_positive
 
 __all__ = [
     "Level",
@@ -277,13 +277,7 @@ def log_mel_l1(
         In nepers (natural-log units); 0 for identical audio.
     """
     cfg = _config(config)
-    check(
-        isinstance(floor, (int, float))
-        and not isinstance(floor, bool)
-        and math.isfinite(floor)
-        and floor > 0,
-        f"floor={floor!r} must be a number > 0",
-    )
+    check_positive("floor", floor)
     ref, est = _pair(reference, estimate)
     lr = np.log(np.maximum(_linear_mel(ref, cfg), floor))
     le = np.log(np.maximum(_linear_mel(est, cfg), floor))
@@ -316,13 +310,7 @@ def lsd(
         In dB; 0 for identical audio.
     """
     cfg = _config(config)
-    check(
-        isinstance(floor, (int, float))
-        and not isinstance(floor, bool)
-        and math.isfinite(floor)
-        and floor > 0,
-        f"floor={floor!r} must be a number > 0",
-    )
+    check_positive("floor", floor)
     ref, est = _pair(reference, estimate)
     pr = np.maximum(_stft_mag2(ref, cfg), floor)
     pe = np.maximum(_stft_mag2(est, cfg), floor)

@@ -65,7 +65,7 @@ import torch
 
 from .config import MelConfig
 from .dsp import FrameOps, mel_basis
-from .errors import check
+from .errors import check, check_positive
 from .phase import Callback, power
 
 OptimizerFn = Callable[..., torch.Tensor]
@@ -512,10 +512,7 @@ def stft_gd(
         ``iSTFT(V)`` of the lowest-loss ``V`` seen.
     """
     _check_common(mel, config, start, n_iter, known)
-    check(
-        isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0 and math.isfinite(lr),
-        f"lr={lr!r} must be a number > 0",
-    )
+    check_positive("lr", lr)
     check(isinstance(warmup, int) and warmup >= 1, f"warmup={warmup!r} must be an integer >= 1")
     check(
         len(weights) == 2
@@ -624,11 +621,8 @@ def joint(
         f"joint needs a magnitude mel (power=1), this config has power={config.power:g}; "
         "use wave_lbfgs or stft_gd",
     )
-    for name, v in (("rho", rho), ("lam", lam)):
-        check(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and math.isfinite(v),
-            f"{name}={v!r} must be a number > 0",
-        )
+    check_positive("rho", rho)
+    check_positive("lam", lam)
     x0 = _hold(start.detach(), known, config.hop_length)
     track = _Tracker(x0, callback)
     obj = MelObjective(mel, config, x0.shape[-1], floor=floor, dtype=x0.dtype, device=x0.device)
