@@ -223,18 +223,6 @@ def mel_basis(
 # ---------------------------------------------------------------------- STFT / iSTFT
 
 
-def pad_signal(x: torch.Tensor, config: MelConfig) -> torch.Tensor:
-    """Pad ``(..., samples)`` by ``config.pad`` each side in ``config.pad_mode``."""
-    p = config.pad
-    if p == 0:
-        return x
-    shape = x.shape
-    flat = x.reshape(-1, 1, shape[-1])
-    mode = "reflect" if config.pad_mode == "reflect" else "constant"
-    out = F.pad(flat, (p, p), mode=mode)
-    return out.reshape(*shape[:-1], out.shape[-1])
-
-
 def check_length(n_samples: int, config: MelConfig) -> None:
     """Raise a clear error when ``n_samples`` is too short for one frame."""
     check(
