@@ -38,3 +38,25 @@ def ref_filterbank(c: MelConfig) -> np.ndarray:
         norm=c.mel_norm,
         dtype=np.float64,
     )
+
+
+def plain_methods():
+    """The plain functions behind the registered stages, by stage name, for tests that call
+    them directly: ``(magnitude, init, phase (algorithm, re-fits?), optimisers)``."""
+    import functools
+
+    from melinvert import magnitude, optimize, phase
+
+    mags = {n: getattr(magnitude, n) for n in ("transpose", "pinv", "nnls", "gd")}
+    inits = {"random": phase.init_random, "zero": phase.init_zero, "pghi": phase.init_pghi}
+    phases = {}
+    for n in ("gla", "fgla", "agla"):
+        phases[n] = (getattr(phase, n), False)
+        phases["m" + n] = (getattr(phase, n), True)
+    opts = {
+        "wave_lbfgs": optimize.wave_lbfgs,
+        "wave_lbfgs_noise": functools.partial(optimize.wave_lbfgs, init="noise"),
+        "stft_gd": optimize.stft_gd,
+        "joint": optimize.joint,
+    }
+    return mags, inits, phases, opts

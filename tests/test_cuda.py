@@ -60,10 +60,11 @@ def test_pipelines_on_cuda_match_the_cpu(mel64: torch.Tensor, method: str, n_ite
 def test_refiner_on_cuda_matches_the_cpu(mel64: torch.Tensor) -> None:
     """The refiner's network runs in float32, so its magnitudes agree to float32 rounding, and
     what the phase stage makes of them fits the mel as well on either device."""
-    from melinvert.magnitude import MAGNITUDE_METHODS, decode_mel
+    from melinvert.magnitude import decode_mel
+    from melinvert.neural import refiner_magnitude
 
     lin = decode_mel(mel64, CFG)
-    refine = MAGNITUDE_METHODS["refiner"][0]
+    refine = refiner_magnitude
     cpu, gpu = refine(lin, CFG), refine(lin.cuda(), CFG)
     assert gpu.device.type == "cuda" and gpu.dtype == torch.float64
     assert _rel(gpu, cpu) < 1e-4

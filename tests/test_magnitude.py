@@ -13,10 +13,12 @@ import pytest
 import scipy.linalg
 import scipy.optimize
 import torch
-from helpers import harmonic_noise, ref_filterbank
+from helpers import harmonic_noise, plain_methods, ref_filterbank
+
+MAGNITUDE = plain_methods()[0]
 
 import melinvert
-from melinvert import MelConfig, dsp, magnitude
+from melinvert import MelConfig, dsp, magnitude, registry
 
 # the tiny configs below have empty mel bands on purpose; librosa says so
 pytestmark = [
@@ -217,7 +219,7 @@ def test_gd_lowers_its_log_mel_objective() -> None:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_shape_dtype_non_negative(name: str, power: float, dtype: torch.dtype) -> None:
     c = SMALL_CONFIGS["band"].replace(power=power)
-    fn = magnitude.MAGNITUDE_METHODS[name][0]
+    fn = MAGNITUDE[name]
     mel = torch.from_numpy(np.random.default_rng(7).random((2, 3, c.n_mels, 5))).to(dtype)
     kw = {"n_iter": 10} if name in ("nnls", "gd") else {}
     out = fn(mel, c, **kw)
@@ -232,7 +234,7 @@ def test_batch_equals_stacked_singles_closed_forms(name: str) -> None:
     x = np.stack([harmonic_noise(c.sample_rate, 0.1, seed=s, f0=f) for s, f in [(0, 150.0), (1, 230.0)]])
     lin = dsp.linear_mel(torch.from_numpy(0.1 * x), c)
     lin[1] *= 30.0  # items far apart in level
-    fn = magnitude.MAGNITUDE_METHODS[name][0]
+    fn = MAGNITUDE[name]
     batch = fn(lin, c)
     singles = torch.stack([fn(lin[i], c) for i in range(2)])
     torch.testing.assert_close(batch, singles, rtol=1e-12, atol=0)
@@ -244,7 +246,7 @@ def test_batch_equals_stacked_singles_iterative(name: str) -> None:
     c = melinvert.get_preset("hifigan-22k-80")
     x = np.stack([harmonic_noise(c.sample_rate, 0.3, seed=s, f0=f) for s, f in [(0, 150.0), (1, 230.0)]])
     lin = dsp.linear_mel(torch.from_numpy(x), c)
-    fn = magnitude.MAGNITUDE_METHODS[name][0]
+    fn = MAGNITUDE[name]
     kw = {"n_iter": 40}
     batch = fn(lin, c, **kw)
     singles = torch.stack([fn(lin[i], c, **kw) for i in range(2)])
@@ -272,5 +274,6 @@ def test_decode_mel_inverts_the_compression() -> None:
 
 def test_registry_names_the_classic_methods() -> None:
     for name in CLASSIC:
-        fn, desc = magnitude.MAGNITUDE_METHODS[name]
-        assert callable(fn) and isinstance(desc, str) and desc.strip()
+        st = registry.stage(name)
+        fn, desc = st.fn, st.description
+        assert st.kind == "magnitude" and callable(fn) and isinstance(desc, str) and desc.strip()

@@ -12,7 +12,11 @@ import melinvert
 from melinvert import MelConfig, MelinvertError, metrics, optimize, pipeline
 from melinvert.dsp import FrameOps
 from melinvert.magnitude import decode_mel
-from melinvert.optimize import OPTIMIZERS, joint, lbfgs, mel_loss, stft_gd, wave_lbfgs
+from melinvert.optimize import joint, lbfgs, mel_loss, stft_gd, wave_lbfgs
+
+from helpers import plain_methods
+
+OPTIMIZERS = plain_methods()[3]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -51,7 +55,7 @@ def run(name: str, lin: torch.Tensor, start: torch.Tensor, n_iter: int, **kw):
         seen.append((i, x.clone(), loss.clone()))
         return False
 
-    out = OPTIMIZERS[name][0](
+    out = OPTIMIZERS[name](
         lin, TINY if "config" not in kw else kw.pop("config"), start, n_iter=n_iter, callback=cb, **kw
     )
     return out, seen
@@ -307,23 +311,18 @@ def test_pipeline_methods_invert(method: str) -> None:
     out = melinvert.invert(mel, TINY, method=method, n_iter=3)
     assert out.shape == y.shape and np.isfinite(out).all()
     plan = pipeline.parse_method(method, 3)
-    assert plan.optimizer in OPTIMIZERS and plan.opt_iter == 3
+    assert plan.steps[-1].stage.kind == "refine" and plan.steps[-1].stage.name in OPTIMIZERS
+    assert [s.params["iters"] for s in plan.steps if s.stage.kind == "phase"] == [3]  # n_iter: stage 2
 
 
 def test_pipeline_optimiser_plans_start_from_default() -> None:
-    default = pipeline.PIPELINES["default"][0]
+    default = pipeline.parse_method("default")
     for name in ("stft_gd", "wave_lbfgs", "joint"):
-        plan = pipeline.PIPELINES[name][0]
-        assert plan.optimizer == name and plan.opt_iter > 0
-        assert (plan.magnitude, plan.init, plan.phase, plan.n_iter, plan.nnls_iter) == (
-            default.magnitude,
-            default.init,
-            default.phase,
-            default.n_iter,
-            default.nnls_iter,
-        )
-    quality = pipeline.PIPELINES["quality"][0]
-    assert quality.optimizer in OPTIMIZERS and quality.opt_iter > 0
+        plan = pipeline.parse_method(name)
+        assert plan.steps[-1].stage.name == name and plan.steps[-1].params["iters"] > 0
+        assert plan.steps[:-1] == default.steps
+    quality = pipeline.parse_method("quality")
+    assert quality.steps[-1].stage.name in OPTIMIZERS and quality.steps[-1].params["iters"] > 0
 
 
 def test_optimisers_are_listed() -> None:
@@ -348,7 +347,7 @@ def test_optimisers_are_listed() -> None:
 def test_bad_n_iter(name: str, kwargs: dict, match: str) -> None:
     lin, start = case()
     with pytest.raises(MelinvertError, match=match):
-        OPTIMIZERS[name][0](lin, TINY, start, **kwargs)
+        OPTIMIZERS[name](lin, TINY, start, **kwargs)
 
 
 def test_shape_errors() -> None:

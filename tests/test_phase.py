@@ -18,7 +18,9 @@ import pytest
 import scipy.signal
 import soundfile as sf
 import torch
-from helpers import harmonic_noise
+from helpers import harmonic_noise, plain_methods
+
+_, INIT, PHASE, _ = plain_methods()
 
 import melinvert
 from melinvert import MelConfig, dsp, phase
@@ -65,7 +67,7 @@ def sc_of_phase(c: MelConfig, x: np.ndarray, angles: torch.Tensor | None = None,
     ops, spec = true_stft(x, c)
     mag = spec.abs()
     if angles is None:
-        angles = phase.INIT_METHODS[init][0](mag, c, generator=torch.Generator().manual_seed(0))
+        angles = INIT[init](mag, c, generator=torch.Generator().manual_seed(0))
     y = ops.synthesis(torch.polar(mag, angles))
     return sc_np(ops.analysis(y).numpy(), mag.numpy())
 
@@ -163,7 +165,7 @@ def test_fgla_and_agla_beat_gla(c: MelConfig) -> None:
     angles = phase.init_random(mag, c, generator=torch.Generator().manual_seed(0))
     sc = {}
     for name in ALGORITHMS:
-        y = phase.PHASE_METHODS[name][0](mag, ops, angles, n_iter=48)
+        y = PHASE[name][0](mag, ops, angles, n_iter=48)
         sc[name] = sc_np(ops.analysis(y).numpy(), mag.numpy())
     assert sc["fgla"] < 0.8 * sc["gla"], sc
     assert sc["agla"] < 0.8 * sc["gla"], sc
@@ -173,7 +175,7 @@ def _run(name: str, c: MelConfig, n_iter: int, callback, dtype: torch.dtype = to
     x = np.stack([harmonic_noise(c.sample_rate, 0.25, seed=s, f0=f) for s, f in [(0, 140.0), (1, 210.0)]])
     ops, spec = true_stft(x, c, dtype)
     mag = spec.abs()
-    fn, uses_refit, _ = phase.PHASE_METHODS[name]
+    fn, uses_refit = PHASE[name]
     refit = None
     if uses_refit:
         mel = (mag**c.power) @ dsp.mel_basis(c, dtype=dtype).T
@@ -218,7 +220,7 @@ def test_batch_equals_stacked_singles(name: str) -> None:
     mag = spec.abs()
     mel = (mag**c.power) @ dsp.mel_basis(c, dtype=torch.float64).T
     angles = phase.init_random(mag, c, generator=torch.Generator().manual_seed(0))
-    fn, uses_refit, _ = phase.PHASE_METHODS[name]
+    fn, uses_refit = PHASE[name]
 
     def run(sl: slice) -> torch.Tensor:
         refit = phase.MelRefit(mel[sl], c) if uses_refit else None
@@ -252,7 +254,7 @@ def test_deterministic_inits_batch_equals_stacked_singles(init: str) -> None:
     x[1] *= 20.0  # PGHI's floor is relative to each item's own peak
     _, spec = true_stft(x, C16)
     mag = spec.abs()
-    fn = phase.INIT_METHODS[init][0]
+    fn = INIT[init]
     batch = fn(mag, C16)
     singles = torch.cat([fn(mag[i : i + 1], C16) for i in range(2)])
     torch.testing.assert_close(batch, singles, rtol=1e-12, atol=1e-12)
@@ -345,8 +347,7 @@ def test_known_angles_are_the_phases_of_the_frames_inside_the_held_samples() -> 
         ops = dsp.FrameOps(c, n, dtype=torch.float64, device="cpu")
         full = ops.analysis(x)
         for k in (c.pad // 2, c.n_fft + 3 * c.hop_length + 5, n):
-            ops.known = x[:, :k]
-            got = ops.known_angles()
+            got = ops.with_boundary(dsp.Boundary(x[:, :k], c.hop_length)).known_angles()
             last = (k + c.pad - c.n_fft) // c.hop_length  # the last frame ending at or before k
             if k <= c.pad or last < 0:
                 assert got is None
@@ -444,7 +445,7 @@ def test_pghi_helps_on_real_speech(speech_file) -> None:
     mag = spec.abs()
     sc = {}
     for init in ("pghi", "random"):
-        angles = phase.INIT_METHODS[init][0](mag, HIFIGAN, generator=torch.Generator().manual_seed(0))
+        angles = INIT[init](mag, HIFIGAN, generator=torch.Generator().manual_seed(0))
         out = phase.fgla(mag, ops, angles, n_iter=8)
         sc[init] = sc_np(ops.analysis(out).numpy(), mag.numpy())
     assert sc["pghi"] < 0.9 * sc["random"], sc

@@ -17,9 +17,7 @@ from helpers import harmonic_noise
 
 import melinvert
 from melinvert import MelinvertError, dsp, metrics, pipeline
-from melinvert.magnitude import MAGNITUDE_METHODS
-from melinvert.optimize import OPTIMIZERS
-from melinvert.phase import INIT_METHODS, PHASE_METHODS
+from melinvert import registry
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -351,28 +349,28 @@ def test_list_methods_names_every_stage_and_pipeline() -> None:
     listed = melinvert.list_methods()
     bare = {key.split(" (")[0] for key in listed}
     registries = {
-        "pipeline": pipeline.PIPELINES,
-        "stage 1": MAGNITUDE_METHODS,
-        "initial phase": INIT_METHODS,
-        "stage 2": PHASE_METHODS,
-        "stage 3": OPTIMIZERS,
+        "pipeline": registry.pipelines(),
+        "stage 1": registry.names("magnitude"),
+        "initial phase": registry.names("init"),
+        "stage 2": registry.names("phase"),
+        "stage 3": registry.names("refine"),
     }
     for what, names in registries.items():
         for name in names:
             assert name in bare, f"{what} {name!r} is not listed"
             if what != "pipeline":
                 assert f"{name} ({what})" in listed
-    assert set(pipeline.PIPELINES) <= set(listed)
+    assert set(registry.pipelines()) <= set(listed)
     assert all(isinstance(d, str) and d.strip() for d in listed.values())
     assert {"default", "fast", "nnls", "pinv", "transpose", "gd", "pghi", "random", "zero"} <= bare
     assert {"gla", "fgla", "agla", "mgla", "mfgla", "magla"} <= bare
 
 
 def test_parse_method_fills_defaults_in_any_order() -> None:
-    assert pipeline.parse_method("fgla") == pipeline.Plan("nnls", "pghi", "fgla", 32)
+    assert pipeline.parse_method("fgla").spelled == "nnls(iters=36)+pghi+fgla(iters=32)"
     assert pipeline.parse_method("agla+zero+pinv") == pipeline.parse_method("pinv+zero+agla")
-    assert pipeline.parse_method("transpose").phase is None  # no iterations without a stage 2
-    assert pipeline.parse_method("default", 5).n_iter == 5
+    assert pipeline.parse_method("transpose").kinds() == ["magnitude", "init"]  # no stage 2: no iterations
+    assert pipeline.parse_method("default", 5).spelled == "nnls(iters=20)+pghi+magla(iters=5)"
 
 
 # ---------------------------------------------------------------------- errors

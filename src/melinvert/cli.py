@@ -475,7 +475,6 @@ class _Progress:
         self.files_done = 0
         self.done_s = 0.0  # audio seconds finished (whole blocks)
         self.block_s = 0.0  # audio seconds of the block in hand
-        self.n_iter = 1
 
     def _show(self, position: float) -> None:
         elapsed = max(self.time() - self.t0, 1e-9)
@@ -484,8 +483,10 @@ class _Progress:
         )
         self.bar.update(round(min(position, self.bar.total or position), 2) - self.bar.n)  # <= 10 redraws/s
 
-    def callback(self, i: int, estimate: Any, loss: Any) -> bool:
-        self._show(self.done_s + self.block_s * min(1.0, (i + 1) / max(self.n_iter, 1)))
+    def callback(self, p: Any) -> bool:
+        """A :class:`melinvert.stage.Progress` event: move through the block, name the stage."""
+        self.bar.set_description_str(f"inverting [{p.stage}]", refresh=False)
+        self._show(self.done_s + self.block_s * min(1.0, p.done / max(p.planned, 1)))
         return False
 
     def advance(self, seconds: float) -> None:
@@ -519,7 +520,7 @@ def _invert_one(
     import soundfile as sf
 
     from .io import check_output, load_mel
-    from .pipeline import invert_blocks, parse_method
+    from .pipeline import invert_blocks
 
     mel, _ = load_mel(src, config=cfg, layout=args.layout)
     check(
@@ -527,8 +528,6 @@ def _invert_one(
         f"{str(src)!r} holds a batch of {mel.shape[0]} mels; split it into files, or use the Python API "
         "(melinvert.invert handles batches)",
     )
-    plan = parse_method(args.method, args.iters)
-    progress.n_iter = max(plan.opt_iter if plan.optimizer else plan.n_iter, 1)
     stream = invert_blocks(
         mel,
         cfg,

@@ -11,6 +11,8 @@ none): ``istft(stft(x)) == x`` to rounding wherever the frames cover the signal.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 import math
 from typing import Any
@@ -182,9 +184,10 @@ def _mel_basis_np(
     return basis
 
 
-def mel_basis_np(config: MelConfig) -> np.ndarray:
-    """The mel filterbank in float64 numpy, shape ``(n_mels, n_freqs)`` (read-only, cached)."""
-    return _mel_basis_np(
+def filterbank_key(config: MelConfig) -> tuple:
+    """Every parameter that shapes the filterbank: the one cache key of the filterbank, its
+    pseudo-inverse and the operator built on them."""
+    return (
         config.sample_rate,
         config.n_fft,
         config.n_mels,
@@ -193,6 +196,11 @@ def mel_basis_np(config: MelConfig) -> np.ndarray:
         config.mel_scale,
         config.mel_norm,
     )
+
+
+def mel_basis_np(config: MelConfig) -> np.ndarray:
+    """The mel filterbank in float64 numpy, shape ``(n_mels, n_freqs)`` (read-only, cached)."""
+    return _mel_basis_np(*filterbank_key(config))
 
 
 @functools.lru_cache(maxsize=64)
@@ -208,16 +216,7 @@ def mel_basis(
     Cached on every parameter that shapes it (rate, n_fft, n_mels, fmin, fmax, scale, norm),
     the dtype and the device, so a change in any of them builds a new one.
     """
-    key = (
-        config.sample_rate,
-        config.n_fft,
-        config.n_mels,
-        float(config.fmin),
-        float(config.fmax_hz),
-        config.mel_scale,
-        config.mel_norm,
-    )
-    return _mel_basis_torch(key, dtype, torch.device(device))
+    return _mel_basis_torch(filterbank_key(config), dtype, torch.device(device))
 
 
 # ---------------------------------------------------------------------- STFT / iSTFT
@@ -251,7 +250,15 @@ class FrameOps:
     device : torch.device
     """
 
-    def __init__(self, config: MelConfig, length: int, *, dtype: torch.dtype, device: torch.device | str):
+    def __init__(
+        self,
+        config: MelConfig,
+        length: int,
+        *,
+        dtype: torch.dtype,
+        device: torch.device | str,
+        boundary: Boundary | None = None,
+    ):
         self.config = config
         self.length = length
         self.n_fft = config.n_fft
@@ -261,10 +268,16 @@ class FrameOps:
         self.padded_len = self.n_fft + self.hop * (self.n_frames - 1)
         self.window = window(config, dtype=dtype, device=device)
         self._inv_env: torch.Tensor | None = None
-        self.known: torch.Tensor | None = None
+        self.boundary = boundary if boundary is not None and boundary.held is not None else None
 
-    #: Hops over which held samples (:attr:`known`) cross-fade into the free estimate.
+    #: Hops over which held samples cross-fade into the free estimate (:class:`Boundary`).
     KNOWN_RAMP_HOPS = 4
+
+    def with_boundary(self, boundary: Boundary | None) -> FrameOps:
+        """The same framing (window and envelope shared) whose synthesis holds ``boundary``."""
+        other = copy.copy(self)
+        other.boundary = boundary if boundary is not None and boundary.held is not None else None
+        return other
 
     @property
     def inv_env(self) -> torch.Tensor:
@@ -313,23 +326,24 @@ class FrameOps:
 
     def known_angles(self) -> torch.Tensor | None:
         """Phases ``(B, n, F)`` of the first ``n`` frames, those whose samples (padding
-        included) all lie among the held samples :attr:`known`; ``None`` when there are none.
-        An initial phase continues from them, so a block starts in phase with the one before."""
-        if self.known is None:
+        included) all lie among the :attr:`boundary`'s held samples; ``None`` when there are
+        none. An initial phase continues from them, so a block starts in phase with the one
+        before."""
+        if self.boundary is None:
             return None
-        k = self.known.shape[-1]
+        held = self.boundary.held
+        k = held.shape[-1]
         n = min(self.n_frames, (k + self.pad - self.n_fft) // self.hop + 1) if k > self.pad else 0
         if n <= 0:
             return None
-        return torch.angle(self._spectra(self._padded(self.known, right=False), n))
+        return torch.angle(self._spectra(self._padded(held.to(self.window.dtype), right=False), n))
 
     def synthesis(self, spec: torch.Tensor) -> torch.Tensor:
         """``(B, T, F)`` complex -> ``(B, length)`` real (least-squares overlap-add).
 
-        With :attr:`known` set (``(B, K)`` samples, e.g. from the previous block of a long
-        input), the first ``K`` samples are held to them, cross-fading into the free estimate
-        over the last ``min(KNOWN_RAMP_HOPS * hop, K)`` of them, so that consecutive blocks
-        join without a seam.
+        With a :attr:`boundary` (samples held from the previous block of a long input), the
+        result is held to it (:meth:`Boundary.hold`), so that consecutive blocks join without
+        a seam.
         """
         frames = torch.fft.irfft(spec, n=self.n_fft, dim=-1)
         frames.mul_(self.window)
@@ -337,14 +351,44 @@ class FrameOps:
         y = y[:, self.pad : self.pad + self.length]
         if y.shape[-1] < self.length:
             y = F.pad(y, (0, self.length - y.shape[-1]))
-        if self.known is not None:
-            k = self.known.shape[-1]
-            ramp = min(self.KNOWN_RAMP_HOPS * self.hop, k)
-            y = y.clone()
-            y[:, : k - ramp] = self.known[:, : k - ramp]
-            w = torch.linspace(1.0, 0.0, ramp + 2, dtype=y.dtype, device=y.device)[1:-1]
-            y[:, k - ramp : k] = w * self.known[:, k - ramp :] + (1 - w) * y[:, k - ramp : k]
+        if self.boundary is not None:
+            y = self.boundary.hold(y)
         return y
+
+
+@dataclasses.dataclass(frozen=True)
+class Boundary:
+    """Samples a block of a long input starts with, held from the block before (immutable).
+
+    Parameters
+    ----------
+    held : torch.Tensor [shape=(B, K)] or None
+        The previous block's output over the first ``K`` samples of this block.
+    hop : int
+        The config's hop, in samples.
+    """
+
+    held: torch.Tensor | None
+    hop: int
+
+    @property
+    def ramp(self) -> int:
+        """Samples over which the held samples cross-fade into the free estimate."""
+        return 0 if self.held is None else min(FrameOps.KNOWN_RAMP_HOPS * self.hop, self.held.shape[-1])
+
+    def hold(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(B, samples)`` held to the boundary (out of place, differentiable in ``x``).
+
+        The first ``K - ramp`` samples become the held ones; over the last ``ramp`` of the ``K``
+        the result cross-fades from them into ``x``; the rest is ``x``.
+        """
+        if self.held is None:
+            return x
+        k, ramp = self.held.shape[-1], self.ramp
+        held = self.held.to(x.dtype)
+        w = torch.linspace(1.0, 0.0, ramp + 2, dtype=x.dtype, device=x.device)[1:-1]
+        fade = w * held[:, k - ramp :] + (1 - w) * x[:, k - ramp : k]
+        return torch.cat([held[:, : k - ramp], fade, x[:, k:]], dim=-1)
 
 
 def stft(x: torch.Tensor, config: MelConfig) -> torch.Tensor:
@@ -396,16 +440,26 @@ def istft(spec: torch.Tensor, config: MelConfig, length: int | None = None) -> t
 # ---------------------------------------------------------------------- mel
 
 
-def magnitude(spec: torch.Tensor, config: MelConfig) -> torch.Tensor:
-    """``|X| ** power`` with the config's epsilon convention; ``(..., n_freqs, frames)``."""
-    power = spec.real.square() + spec.imag.square()
+def power_law(squared: torch.Tensor, config: MelConfig, *, extra_eps: float = 0.0) -> torch.Tensor:
+    """``|X|^2`` -> ``|X| ** power`` with the config's epsilon (added or clamped under the root).
+
+    The one place the epsilon rule lives. ``extra_eps`` is added instead when the config has no
+    epsilon (so that ``|X|`` is differentiable at zero); 0 reproduces the config exactly.
+    """
     if config.mag_eps > 0:
-        power = power + config.mag_eps if config.mag_eps_mode == "add" else power.clamp_min(config.mag_eps)
+        squared = squared + config.mag_eps if config.mag_eps_mode == "add" else squared.clamp_min(config.mag_eps)
+    elif extra_eps:
+        squared = squared + extra_eps
     if config.power == 2:
-        return power
+        return squared
     if config.power == 1:
-        return power.sqrt()
-    return power.pow(config.power / 2)
+        return squared.sqrt()
+    return squared.pow(config.power / 2)
+
+
+def magnitude(spec: torch.Tensor, config: MelConfig, *, extra_eps: float = 0.0) -> torch.Tensor:
+    """``|X| ** power`` of a complex spectrum with the config's epsilon (:func:`power_law`)."""
+    return power_law(spec.real.square() + spec.imag.square(), config, extra_eps=extra_eps)
 
 
 def linear_mel(x: torch.Tensor, config: MelConfig) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Stage 1 of the cascade: linear mel -> linear STFT magnitude.
 
-Each method has the calling shape ``method(mel, config, *, n_iter=None) -> magnitude``:
+Each method is a plain function ``method(mel, config, *, n_iter=None) -> magnitude``:
 
 ``mel`` : torch.Tensor [shape=(..., n_mels, frames), non-negative]
     The LINEAR mel (the config's compression already undone, see :func:`decode_mel`), in the
@@ -11,21 +11,25 @@ returns : torch.Tensor [shape=(..., n_freqs, frames), non-negative]
 Methods: ``transpose`` (normalised transpose of the filterbank), ``pinv`` (pseudo-inverse
 clipped at zero), ``nnls`` (non-negative least squares, solved by accelerated projected
 gradient from the clipped pseudo-inverse) and ``gd`` (gradient descent on the log-magnitude
-against the log-mel).
+against the log-mel). Each is registered as a ``magnitude`` stage
+(:mod:`melinvert.registry`) at the bottom of this module.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
+from . import registry
 from .config import MelConfig
-from .dsp import mel_basis, mel_basis_np
+from .operator import PINV_RCOND, mel_operator
+from .stage import Context, State
 
-MagnitudeMethod = Callable[..., torch.Tensor]
+#: ``callback(iteration, None, loss (B,)) -> stop?`` (stage 1 has no waveform yet)
+StageCallback = Callable[[int, torch.Tensor | None, torch.Tensor], bool]
+
+__all__ = ["PINV_RCOND", "decode_mel", "gd", "nnls", "nnls_solve", "pinv", "pinv_matrix", "transpose"]
 
 
 def decode_mel(mel: torch.Tensor, config: MelConfig) -> torch.Tensor:
@@ -33,138 +37,152 @@ def decode_mel(mel: torch.Tensor, config: MelConfig) -> torch.Tensor:
     return config.compression.decode(mel).clamp_min(0.0)
 
 
-def _to_magnitude(power_est: torch.Tensor, config: MelConfig) -> torch.Tensor:
-    """``|X| ** power`` -> ``|X|``."""
-    if config.power == 1:
-        return power_est
-    return power_est.clamp_min(0.0).pow(1.0 / config.power)
-
-
-#: Singular values of the filterbank below this fraction of the largest are treated as zero by
-#: the pseudo-inverse. Filterbanks with more mels than their FFT resolves (Whisper's 128 mels or
-#: torchaudio's defaults at n_fft 400) have singular values of ~1e-17 relative: numerically zero,
-#: but whether LAPACK puts them just above or below a machine-epsilon cutoff differs between
-#: builds, and one kept gives a pseudo-inverse with entries of ~1e16. Well-posed filterbanks
-#: have none below 0.08.
-PINV_RCOND = 1e-4
-
-
-@functools.lru_cache(maxsize=32)
-def _pinv_np(key: tuple) -> np.ndarray:
-    from .dsp import _mel_basis_np
-
-    fb = np.array(_mel_basis_np(*key))
-    u, s, vt = np.linalg.svd(fb, full_matrices=False)
-    keep = s > PINV_RCOND * s.max()
-    out = (vt[keep].T / s[keep]) @ u[:, keep].T
-    out.flags.writeable = False
-    return out
-
-
-def _key(config: MelConfig) -> tuple:
-    return (
-        config.sample_rate,
-        config.n_fft,
-        config.n_mels,
-        float(config.fmin),
-        float(config.fmax_hz),
-        config.mel_scale,
-        config.mel_norm,
-    )
-
-
 def pinv_matrix(config: MelConfig, *, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Moore-Penrose pseudo-inverse of the filterbank, ``(n_freqs, n_mels)`` (cached in numpy)."""
-    return torch.as_tensor(np.array(_pinv_np(_key(config))), dtype=dtype, device=device)
+    """Moore-Penrose pseudo-inverse of the filterbank, ``(n_freqs, n_mels)`` (cached)."""
+    return mel_operator(config, dtype=dtype, device=device).pinv
 
 
-def transpose(mel: torch.Tensor, config: MelConfig, *, n_iter: int | None = None) -> torch.Tensor:
+def transpose(
+    mel: torch.Tensor, config: MelConfig, *, n_iter: int | None = None, callback: StageCallback | None = None
+) -> torch.Tensor:
     """Normalised transpose: ``fb.T @ mel / (fb.T @ fb @ 1)``; a flat spectrum maps back flat.
 
     Bins outside ``[fmin, fmax]`` (no filter covers them) come back as zero.
     """
-    fb = mel_basis(config, dtype=mel.dtype, device=mel.device)
+    op = mel_operator(config, dtype=mel.dtype, device=mel.device)
+    fb = op.fb
     norm = fb.T @ fb.sum(dim=1, keepdim=True)  # (n_freqs, 1)
     est = (fb.T @ mel) / norm.clamp_min(torch.finfo(mel.dtype).tiny)
     est = torch.where(norm > 0, est, torch.zeros_like(est))
-    return _to_magnitude(est, config)
+    return op.to_magnitude(est)
 
 
-def pinv(mel: torch.Tensor, config: MelConfig, *, n_iter: int | None = None) -> torch.Tensor:
+def pinv(
+    mel: torch.Tensor, config: MelConfig, *, n_iter: int | None = None, callback: StageCallback | None = None
+) -> torch.Tensor:
     """Pseudo-inverse of the filterbank applied to the mel, clipped at zero."""
-    pi = pinv_matrix(config, dtype=mel.dtype, device=mel.device)
-    return _to_magnitude((pi @ mel).clamp_min(0.0), config)
+    op = mel_operator(config, dtype=mel.dtype, device=mel.device)
+    return op.to_magnitude((op.pinv @ mel).clamp_min(0.0))
 
 
-def nnls_solve(mel: torch.Tensor, config: MelConfig, *, n_iter: int = 36) -> torch.Tensor:
+def nnls_solve(
+    mel: torch.Tensor,
+    config: MelConfig,
+    *,
+    n_iter: int = 36,
+    callback: StageCallback | None = None,
+) -> torch.Tensor:
     """Solve ``min ||fb @ P - mel||^2`` over ``P >= 0`` frame by frame (all frames at once).
 
     FISTA (accelerated projected gradient, step ``1 / ||fb||_2^2``) with a warm start from the
     clipped pseudo-inverse, for exactly ``n_iter`` iterations (no data-dependent stop, so a
     batch gives the same result as its items alone), on the bins some filter covers (the
-    others stay zero).
+    others stay zero). ``callback(i, None, residual)`` after each iteration, with the relative
+    residual ``||fb @ y - mel|| / ||mel||`` per item of the extrapolated point; True stops.
 
     Returns
     -------
     torch.Tensor [shape=(..., n_freqs, frames)]
         ``P``, an estimate of ``|X| ** power`` (not yet the magnitude).
     """
-    fb_full = mel_basis(config, dtype=mel.dtype, device=mel.device)
-    active = np.flatnonzero(mel_basis_np(config).sum(axis=0) > 0)
-    lo, hi = int(active[0]), int(active[-1]) + 1
-    fb = fb_full[:, lo:hi].contiguous()
-    fbt = fb.T.contiguous()
-    step = 1.0 / float(np.linalg.norm(mel_basis_np(config)[:, lo:hi], 2) ** 2)
-    pi = pinv_matrix(config, dtype=mel.dtype, device=mel.device)[lo:hi]
+    op = mel_operator(config, dtype=mel.dtype, device=mel.device)
+    lo, hi = op.lo, op.hi
+    fb, fbt, step = op.fb_cover, op.fb_cover_t, op.step
     lead = mel.shape[:-2]
     m = mel.reshape(-1, *mel.shape[-2:])
-    p = (pi @ m).clamp_min_(0.0)
+    p = (op.pinv[lo:hi] @ m).clamp_min_(0.0)
     y = p
     t = 1.0
-    for _ in range(n_iter):
+    m_norm = torch.linalg.vector_norm(m, dim=(-2, -1)).clamp_min(torch.finfo(m.dtype).tiny) if callback else None
+    for i in range(n_iter):
         r = fb @ y - m
         p_next = torch.sub(y, fbt @ r, alpha=step).clamp_min_(0.0)
         t_next = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
         y = torch.lerp(p, p_next, 1.0 + (t - 1.0) / t_next)  # p_next + beta (p_next - p)
         p, t = p_next, t_next
+        if callback is not None and callback(i, None, torch.linalg.vector_norm(r, dim=(-2, -1)) / m_norm):
+            break
     out = mel.new_zeros(*lead, config.n_freqs, mel.shape[-1])
     out[..., lo:hi, :] = p.reshape(*lead, hi - lo, mel.shape[-1])
     return out
 
 
-def nnls(mel: torch.Tensor, config: MelConfig, *, n_iter: int | None = None) -> torch.Tensor:
+def nnls(
+    mel: torch.Tensor,
+    config: MelConfig,
+    *,
+    n_iter: int | None = None,
+    callback: StageCallback | None = None,
+) -> torch.Tensor:
     """Non-negative least squares, actually solved (see :func:`nnls_solve`)."""
-    return _to_magnitude(nnls_solve(mel, config, n_iter=36 if n_iter is None else n_iter), config)
+    power_est = nnls_solve(mel, config, n_iter=36 if n_iter is None else n_iter, callback=callback)
+    return mel_operator(config, dtype=mel.dtype, device=mel.device).to_magnitude(power_est)
 
 
-def gd(mel: torch.Tensor, config: MelConfig, *, n_iter: int | None = None, lr: float = 0.05) -> torch.Tensor:
+def gd(
+    mel: torch.Tensor,
+    config: MelConfig,
+    *,
+    n_iter: int | None = None,
+    lr: float = 0.05,
+    callback: StageCallback | None = None,
+) -> torch.Tensor:
     """Gradient descent (Adam) on the log-magnitude against the log-mel.
 
     Minimises ``mean((log(fb @ |X|^p + e) - log(mel + e))^2)`` over ``log |X|``, starting
     from the NNLS estimate; ``e`` is 1e-5 of the mel's peak. The approach of nnAudio issue #57,
-    kept as a comparison point.
+    kept as a comparison point. ``callback(i, None, loss)`` after each step; True stops.
     """
     n_iter = 100 if n_iter is None else n_iter
-    fb = mel_basis(config, dtype=mel.dtype, device=mel.device)
+    op = mel_operator(config, dtype=mel.dtype, device=mel.device)
     start = nnls(mel, config, n_iter=20)
     floor = 1e-5 * mel.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
     target = torch.log(mel + floor)
     theta = torch.log(start + 1e-3 * floor.sqrt()).detach().requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=lr)
     with torch.enable_grad():
-        for _ in range(n_iter):
+        for i in range(n_iter):
             opt.zero_grad(set_to_none=True)
-            est = fb @ torch.exp(theta * config.power)
+            est = op(torch.exp(theta * config.power))
+            per_item = op.log_error(est, target, floor).square().mean(dim=(-2, -1))
             # sum of per-item means: each item's gradient is what it would be alone
-            loss = ((torch.log(est + floor) - target) ** 2).mean(dim=(-2, -1)).sum()
-            loss.backward()
+            per_item.sum().backward()
             opt.step()
+            if callback is not None and callback(i, None, per_item.detach()):
+                break
     return torch.exp(theta.detach())
 
 
-MAGNITUDE_METHODS: dict[str, tuple[MagnitudeMethod, str]] = {
-    "transpose": (transpose, "normalised transpose of the filterbank (fast, smooth, biased)"),
-    "pinv": (pinv, "pseudo-inverse clipped at zero (what librosa's unsolved NNLS returns)"),
-    "nnls": (nnls, "non-negative least squares solved by FISTA from the clipped pseudo-inverse"),
-    "gd": (gd, "gradient descent on the log-magnitude against the log-mel (nnAudio #57)"),
-}
+# ---------------------------------------------------------------------- stages
+
+
+def _stage(fn: Callable[..., torch.Tensor]) -> Callable[..., State]:
+    """A stage from a plain method: the block's target mel -> ``State.mag``."""
+
+    def run(state: State, ctx: Context, *, iters: int | None = None, **params: object) -> State:
+        kw = dict(params, callback=ctx.progress)
+        if iters is not None:
+            kw["n_iter"] = iters
+        return state.replace(mag=ctx.stage_magnitude(fn(ctx.target, ctx.config, **kw)))
+
+    run.__name__ = run.__qualname__ = f"{fn.__name__}_stage"
+    run.__doc__ = f"Stage-1 wrapper of :func:`{fn.__name__}`."
+    return run
+
+
+registry.register(
+    "transpose", "magnitude", _stage(transpose),
+    description="normalised transpose of the filterbank (fast, smooth, biased)",
+)
+registry.register(
+    "pinv", "magnitude", _stage(pinv),
+    description="pseudo-inverse clipped at zero (what librosa's unsolved NNLS returns)",
+)
+registry.register(
+    "nnls", "magnitude", _stage(nnls), params={"iters": 36},
+    description="non-negative least squares solved by FISTA from the clipped pseudo-inverse",
+)
+registry.register(
+    "gd", "magnitude", _stage(gd), params={"iters": 100, "lr": 0.05},
+    description="gradient descent on the log-magnitude against the log-mel (nnAudio #57)",
+)

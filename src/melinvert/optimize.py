@@ -57,14 +57,16 @@ simply running the mel-refitted Griffin-Lim of stage 2 longer from scratch, whic
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 
 import torch
 
 from .config import MelConfig
-from .dsp import FrameOps, mel_basis
+from . import registry
+from .dsp import Boundary, FrameOps
+from .operator import mel_operator
+from .stage import Context, Reporter, State
 from .errors import check, check_positive
 from .phase import Callback, power
 
@@ -117,23 +119,6 @@ def _check_common(
         )
 
 
-def _hold(x: torch.Tensor, known: torch.Tensor | None, hop: int) -> torch.Tensor:
-    """``x`` held to ``known`` as :meth:`FrameOps.synthesis` holds it (differentiable in ``x``).
-
-    The first ``K - ramp`` samples become ``known``; over the last ``ramp =
-    min(FrameOps.KNOWN_RAMP_HOPS * hop, K)`` of the ``K`` the result cross-fades from ``known``
-    into ``x``, so that blocks join as the pipeline joins them; the rest is ``x``.
-    """
-    if known is None:
-        return x
-    k = known.shape[-1]
-    ramp = min(FrameOps.KNOWN_RAMP_HOPS * hop, k)
-    known = known.to(x.dtype)
-    w = torch.linspace(1.0, 0.0, ramp + 2, dtype=x.dtype, device=x.device)[1:-1]
-    fade = w * known[:, k - ramp :] + (1 - w) * x[:, k - ramp : k]
-    return torch.cat([known[:, : k - ramp], fade, x[:, k:]], dim=-1)
-
-
 class MelObjective:
     """The mel of a waveform (or of an STFT magnitude) and its log-domain distance to a target.
 
@@ -166,11 +151,11 @@ class MelObjective:
         )
         self.config = config
         self.ops = FrameOps(config, length, dtype=dtype, device=device)
-        fb = mel_basis(config, dtype=dtype, device=device)
-        cover = torch.nonzero(fb.sum(0) > 0).flatten()
-        self.lo, self.hi = int(cover[0]), int(cover[-1]) + 1
-        self.fb = fb[:, self.lo : self.hi].contiguous()  # (M, F')
-        self.fb_t = self.fb.T.contiguous()  # (F', M)
+        op = mel_operator(config, dtype=dtype, device=device)
+        self.op = op
+        self.lo, self.hi = op.lo, op.hi
+        self.fb = op.fb_cover  # (M, F')
+        self.fb_t = op.fb_cover_t  # (F', M)
         self.target = mel.to(dtype=dtype, device=device).transpose(1, 2).contiguous()  # (B, T, M)
         peak = self.target.amax(dim=(1, 2), keepdim=True)
         tiny = torch.finfo(dtype).tiny
@@ -181,29 +166,16 @@ class MelObjective:
 
     def magnitude_mel(self, mag: torch.Tensor) -> torch.Tensor:
         """Mel ``(B, T, M)`` of an STFT magnitude ``(B, T, F)`` (``|X|``, not yet powered)."""
-        m = mag[..., self.lo : self.hi]
-        p = self.config.power
-        pw = m if p == 1 else m.square() if p == 2 else m.pow(p)
-        return pw @ self.fb_t
+        return self.op.cover_mel_frames_first(self.op.to_power(mag[..., self.lo : self.hi]))
 
     def spec_mel(self, spec: torch.Tensor) -> torch.Tensor:
         """Mel ``(B, T, M)`` of a complex STFT ``(B, T', F)``, with the config's magnitude epsilon."""
-        if self.config.drop_last_frame:
-            spec = spec[:, :-1]
-        s = spec[..., self.lo : self.hi]
-        pw2 = s.real.square() + s.imag.square()
-        cfg = self.config
-        if cfg.mag_eps > 0 and cfg.mag_eps_mode == "clamp":
-            pw2 = pw2.clamp_min(cfg.mag_eps)
-        else:
-            pw2 = pw2 + self.eps
-        p = cfg.power
-        pw = pw2 if p == 2 else pw2.sqrt() if p == 1 else pw2.pow(p / 2)
-        return pw @ self.fb_t
+        s = self.op.mel_frames_of(spec, dim=1)[..., self.lo : self.hi]
+        return self.op.cover_mel_frames_first(self.op.spec_power(s, extra_eps=self.eps))
 
     def log_error(self, est: torch.Tensor) -> torch.Tensor:
         """``ln(est + d) - ln(M + d)``, ``(B, T, M)``."""
-        return torch.log(est + self.delta) - self.log_target
+        return self.op.log_error(est, self.log_target, self.delta)
 
     def wave_loss(self, x: torch.Tensor) -> torch.Tensor:
         """``mean (ln(mel(x) + d) - ln(M + d))^2`` per item, ``(B,)``."""
@@ -250,22 +222,10 @@ def mel_loss(
     return obj.wave_loss(audio)
 
 
-class _Tracker:
-    """Per-item best estimate by loss, and the callback."""
-
-    def __init__(self, start: torch.Tensor, callback: Callback | None):
-        self.best = start.detach().clone()
-        self.best_loss = torch.full((start.shape[0],), math.inf, dtype=torch.float64, device=start.device)
-        self.callback = callback
-
-    def __call__(self, i: int, x: torch.Tensor, loss: torch.Tensor) -> bool:
-        x = x.detach()
-        loss = loss.detach()
-        better = loss.to(torch.float64) < self.best_loss
-        if bool(better.any()):
-            self.best = torch.where(better[:, None], x, self.best)
-            self.best_loss = torch.where(better, loss.to(torch.float64), self.best_loss)
-        return bool(self.callback(i, x, loss)) if self.callback is not None else False
+def _report(best: Reporter, callback: Callback | None, i: int, x: torch.Tensor, loss: torch.Tensor) -> bool:
+    """Keep the best estimate per item and tell the optimiser's callback; True means stop."""
+    best.observe(x, loss)
+    return bool(callback(i, x.detach(), loss.detach())) if callback is not None else False
 
 
 # ---------------------------------------------------------------------- L-BFGS
@@ -443,20 +403,21 @@ def wave_lbfgs(
         noise = torch.randn(start.shape, generator=gen, dtype=torch.float64) * 1e-6
         start = noise.to(dtype=start.dtype, device=start.device)
     z0 = start.detach()
-    hop = config.hop_length
+    held = Boundary(known, config.hop_length)
     obj = MelObjective(mel, config, z0.shape[-1], floor=floor, dtype=z0.dtype, device=z0.device)
     loss_fn = obj.wave_loss if loss == "log" else obj.log1p_loss
 
     def fun(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.enable_grad():
             zv = z.detach().requires_grad_(True)
-            value = loss_fn(_hold(zv, known, hop))  # held samples get no gradient
+            value = loss_fn(held.hold(zv))  # held samples get no gradient
             (grad,) = torch.autograd.grad(value.sum(), zv)
         return value.detach(), grad
 
-    track = _Tracker(z0, callback)
-    lbfgs(fun, z0, n_iter=n_iter, history=history, callback=lambda i, z, f: track(i, _hold(z, known, hop), f))
-    return track.best
+    best = Reporter(None, 0)
+    lbfgs(fun, z0, n_iter=n_iter, history=history,
+          callback=lambda i, z, f: _report(best, callback, i, held.hold(z), f))
+    return best.best
 
 
 # ---------------------------------------------------------------------- stft_gd
@@ -521,8 +482,9 @@ def stft_gd(
         f"weights={weights!r} must be two numbers >= 0, not both zero",
     )
     check(mel_domain in ("log", "linear"), f"mel_domain={mel_domain!r} must be 'log' or 'linear'")
-    x0 = _hold(start.detach(), known, config.hop_length)
-    track = _Tracker(x0, callback)
+    held = Boundary(known, config.hop_length)
+    x0 = held.hold(start.detach())
+    best = Reporter(None, 0)
     obj = MelObjective(mel, config, x0.shape[-1], floor=floor, dtype=x0.dtype, device=x0.device)
     ops = obj.ops
     w_c, w_m = float(weights[0]), float(weights[1])
@@ -539,10 +501,10 @@ def stft_gd(
         for i in range(n_iter + 1):
             mag = torch.exp(a)
             v = torch.polar(mag, phi)
-            x = _hold(ops.synthesis(v), known, config.hop_length)
+            x = held.hold(ops.synthesis(v))
             resid = ops.analysis(x) - v
             cons = torch.linalg.vector_norm(resid, dim=(1, 2)) / v_norm
-            est = obj.magnitude_mel(mag if not config.drop_last_frame else mag[:, :-1])
+            est = obj.magnitude_mel(obj.op.mel_frames_of(mag, dim=1))
             if mel_domain == "log":
                 fit = torch.linalg.vector_norm(obj.log_error(est), dim=(1, 2)) / math.sqrt(n_mel)
             else:
@@ -550,14 +512,14 @@ def stft_gd(
             if squared:
                 cons, fit = cons.square(), fit.square()
             loss = w_c * cons + w_m * fit
-            if track(i, x0 if i == 0 else x, loss) or i == n_iter:  # iteration 0: the start itself
+            if _report(best, callback, i, x0 if i == 0 else x, loss) or i == n_iter:  # 0: the start itself
                 break
             for group in opt.param_groups:
                 group["lr"] = lr * min(1.0, (i + 1) / warmup)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()
             opt.step()
-    return track.best
+    return best.best
 
 
 # ---------------------------------------------------------------------- joint (ADMM)
@@ -623,8 +585,9 @@ def joint(
     )
     check_positive("rho", rho)
     check_positive("lam", lam)
-    x0 = _hold(start.detach(), known, config.hop_length)
-    track = _Tracker(x0, callback)
+    held = Boundary(known, config.hop_length)
+    x0 = held.hold(start.detach())
+    best = Reporter(None, 0)
     obj = MelObjective(mel, config, x0.shape[-1], floor=floor, dtype=x0.dtype, device=x0.device)
     ops = obj.ops
     if config.drop_last_frame:  # the STFT has one frame more than the mel: leave it free
@@ -647,8 +610,8 @@ def joint(
     y = power(z).sqrt_()
     w = y.clone()
     r_dual = torch.zeros_like(y)
-    if track(0, x0, _wave_loss_of(obj, z)) or n_iter == 0:
-        return track.best
+    if _report(best, callback, 0, x0, _wave_loss_of(obj, z)) or n_iter == 0:
+        return best.best
     c = rho / (2.0 * (2.0 + rho))
     for i in range(1, n_iter + 1):
         # 1. (X, Y): per bin, closed form
@@ -664,7 +627,7 @@ def joint(
         y = y.clamp_min(0.0)
         xs = a_spec * (r / a.clamp_min(tiny))
         # 2. Z: consistency projection; W: mel fit (Woodbury)
-        x_est = _hold(ops.synthesis(xs + u), known, config.hop_length)
+        x_est = held.hold(ops.synthesis(xs + u))
         z = ops.analysis(x_est)
         q = rho * (y + r_dual)
         qb = ft_m + q[..., lo:hi]
@@ -674,18 +637,51 @@ def joint(
         # 3. duals
         u = u + xs - z
         r_dual = r_dual + y - w
-        if track(i, x_est, _wave_loss_of(obj, z)):
+        if _report(best, callback, i, x_est, _wave_loss_of(obj, z)):
             break
-    return track.best
+    return best.best
 
 
-#: name -> (optimiser, one line). The pipeline composes them after stage 2 (``...+wave_lbfgs``).
-OPTIMIZERS: dict[str, tuple[OptimizerFn, str]] = {
-    "wave_lbfgs": (wave_lbfgs, "L-BFGS on the waveform against the log mel (Decorsiere et al. 2015)"),
-    "wave_lbfgs_noise": (
-        functools.partial(wave_lbfgs, init="noise"),
-        "wave_lbfgs from noise (std 1e-6), as in Decorsiere et al. 2015: slow",
-    ),
-    "stft_gd": (stft_gd, "Adam on a free STFT: consistency + log-mel fit"),
-    "joint": (joint, "ADMM on magnitude and phase together (Masuyama et al. 2025); power-1 mels"),
-}
+# ---------------------------------------------------------------------- stages
+
+
+def _refine_stage(optimizer: Callable[..., torch.Tensor]) -> Callable[..., State]:
+    """A stage-3 stage: ``State.audio`` -> a better ``State.audio`` against the block's mel,
+    holding the block's boundary. The optimiser's iteration 0 (its start) is offered to the
+    best estimate but not counted as an iteration."""
+
+    def run(state: State, ctx: Context, *, iters: int, **params: object) -> State:
+        def report(i: int, x: torch.Tensor, loss: torch.Tensor) -> bool:
+            if i == 0:
+                ctx.progress.observe(x, loss)
+                return False
+            return ctx.progress.step(i - 1, x, loss)
+
+        held = ctx.boundary.held if ctx.boundary is not None else None
+        audio = optimizer(ctx.target, ctx.config, ctx.waveform(state), n_iter=iters, callback=report, known=held, **params)
+        return state.replace(audio=audio)
+
+    run.__name__ = run.__qualname__ = f"{optimizer.__name__}_stage"
+    return run
+
+
+registry.register(
+    "wave_lbfgs", "refine", _refine_stage(wave_lbfgs),
+    params={"iters": 100, "init": "start", "seed": 0, "loss": "log", "floor": DEFAULT_FLOOR, "history": 10},
+    description="L-BFGS on the waveform against the log mel (Decorsiere et al. 2015)",
+)
+registry.register_alias(
+    "wave_lbfgs_noise", "wave_lbfgs", {"init": "noise"},
+    "wave_lbfgs from noise (std 1e-6), as in Decorsiere et al. 2015: slow",
+)
+registry.register(
+    "stft_gd", "refine", _refine_stage(stft_gd),
+    params={"iters": 100, "lr": 0.1, "warmup": 20, "weights": (0.5, 0.5), "mel_domain": "log",
+            "squared": False, "floor": 1e-3},
+    description="Adam on a free STFT: consistency + log-mel fit",
+)
+registry.register(
+    "joint", "refine", _refine_stage(joint),
+    params={"iters": 100, "rho": 0.1, "lam": 100.0, "floor": DEFAULT_FLOOR},
+    description="ADMM on magnitude and phase together (Masuyama et al. 2025); power-1 mels",
+)

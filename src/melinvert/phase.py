@@ -21,8 +21,11 @@ from collections.abc import Callable
 
 import torch
 
+from . import registry
 from .config import MelConfig
 from .dsp import FrameOps
+from .operator import mel_operator
+from .stage import Context, State
 
 #: Callback shape: ``callback(iteration, estimate (..., samples), loss (...)) -> stop?``.
 Callback = Callable[[int, torch.Tensor, torch.Tensor], bool | None]
@@ -212,16 +215,6 @@ def _peak_owner(mag: torch.Tensor) -> torch.Tensor:
     return torch.where(use_next, next_peak, last_peak).clamp_(0, f - 1)
 
 
-INIT_METHODS: dict[str, tuple[Callable[..., torch.Tensor], str]] = {
-    "random": (init_random, "uniform random phase (seeded)"),
-    "zero": (init_zero, "zero phase"),
-    "pghi": (
-        init_pghi,
-        "phase gradient heuristic integration (Prusa et al. 2017), following ridges frame by frame",
-    ),
-}
-
-
 # ---------------------------------------------------------------------- iterations
 
 
@@ -244,15 +237,11 @@ class MelRefit:
     """
 
     def __init__(self, mel: torch.Tensor, config: MelConfig):
-        from .dsp import mel_basis
-
-        fb = mel_basis(config, dtype=mel.dtype, device=mel.device)
-        colsum = fb.sum(0)
-        cover = torch.nonzero(colsum > 0).flatten()
-        self.lo, self.hi = int(cover[0]), int(cover[-1]) + 1
-        fbc = fb[:, self.lo : self.hi]
-        self.fb_t = fbc.T.contiguous()  # (F', M)
-        self.gain_map = (fbc / colsum[self.lo : self.hi].clamp_min(1e-30)).contiguous()  # (M, F')
+        op = mel_operator(config, dtype=mel.dtype, device=mel.device)
+        self.op = op
+        self.lo, self.hi = op.lo, op.hi
+        self.fb_t = op.fb_cover_t  # (F', M)
+        self.gain_map = op.gain_map  # (M, F'): each covered bin's weights sum to one
         self.power = config.power
         self.mel = mel
         self.tiny = 1e-8 * float(mel.amax()) + torch.finfo(mel.dtype).tiny
@@ -268,7 +257,7 @@ class MelRefit:
             pw = p.sqrt_()
         else:
             pw = p.pow_(self.power / 2)
-        est = pw @ self.fb_t  # (B, T, M)
+        est = self.op.cover_mel_frames_first(pw)  # (B, T, M)
         self._est = est
         gain = (self.mel / est.clamp_min(self.tiny)) @ self.gain_map  # (B, T, F')
         band = pw.mul_(gain)
@@ -285,7 +274,7 @@ class MelRefit:
         if self._log_target is None:
             self._log_target = torch.log(self.mel + self.tiny)
         assert self._est is not None
-        return (torch.log(self._est + self.tiny) - self._log_target).abs().mean(dim=(-2, -1))
+        return self.op.log_error(self._est, self._log_target, self.tiny).abs().mean(dim=(-2, -1))
 
 
 def iteration_loss(refit: MelRefit | None, z: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
@@ -380,12 +369,62 @@ def agla(
     return ops.synthesis(project_magnitude(c, mag))
 
 
-#: name -> (algorithm, re-fits the magnitude to the mel?, one line)
-PHASE_METHODS: dict[str, tuple[Callable[..., torch.Tensor], bool, str]] = {
-    "gla": (gla, False, "Griffin-Lim (1984) on the stage-1 magnitude"),
-    "fgla": (fgla, False, "fast Griffin-Lim, momentum 0.99 (Perraudin et al. 2013)"),
-    "agla": (agla, False, "accelerated Griffin-Lim (Nenov et al. 2023)"),
-    "mgla": (gla, True, "Griffin-Lim whose magnitude is re-fitted to the mel every iteration"),
-    "mfgla": (fgla, True, "fast Griffin-Lim with the magnitude re-fitted to the mel every iteration"),
-    "magla": (agla, True, "accelerated Griffin-Lim with the magnitude re-fitted to the mel"),
-}
+# ---------------------------------------------------------------------- stages
+
+
+def _init_stage(fn: Callable[..., torch.Tensor]) -> Callable[..., State]:
+    """An initial-phase stage: ``State.mag`` -> ``State.angles``, continuing a long input's
+    previous block (the phases of the frames inside the held samples)."""
+
+    def run(state: State, ctx: Context, **params: object) -> State:
+        angles = fn(state.mag, ctx.config, generator=ctx.generator, anchor=ctx.frames.known_angles(), **params)
+        return state.replace(angles=angles)
+
+    run.__name__ = run.__qualname__ = f"{fn.__name__}_stage"
+    return run
+
+
+def _iterative_stage(algorithm: Callable[..., torch.Tensor]) -> Callable[..., State]:
+    """A stage-2 stage: ``(State.mag, State.angles)`` -> ``State.audio`` by ``algorithm``, whose
+    magnitude is re-fitted to the mel every iteration when ``refit`` (the ``m*`` names)."""
+
+    def run(state: State, ctx: Context, *, iters: int, refit: bool = False, **params: object) -> State:
+        if iters == 0:
+            return state.replace(audio=ctx.frames.synthesis(torch.polar(state.mag, state.angles)))
+        fit = MelRefit(ctx.target_frames_first, ctx.config) if refit else None
+        audio = algorithm(
+            state.mag, ctx.frames, state.angles, n_iter=iters, refit=fit, callback=ctx.progress, **params
+        )
+        return state.replace(audio=audio)
+
+    run.__name__ = run.__qualname__ = f"{algorithm.__name__}_stage"
+    return run
+
+
+_PGHI_DESC = "phase gradient heuristic integration (Prusa et al. 2017), following ridges frame by frame"
+registry.register("random", "init", _init_stage(init_random), description="uniform random phase (seeded)")
+registry.register("zero", "init", _init_stage(init_zero), description="zero phase")
+registry.register("pghi", "init", _init_stage(init_pghi), params={"floor_db": -100.0}, description=_PGHI_DESC)
+
+registry.register(
+    "gla", "phase", _iterative_stage(gla), params={"iters": 32, "refit": False},
+    description="Griffin-Lim (1984) on the stage-1 magnitude",
+)
+registry.register(
+    "fgla", "phase", _iterative_stage(fgla), params={"iters": 32, "refit": False, "alpha": 0.99},
+    description="fast Griffin-Lim, momentum 0.99 (Perraudin et al. 2013)",
+)
+registry.register(
+    "agla", "phase", _iterative_stage(agla),
+    params={"iters": 32, "refit": False, "alpha": 0.99, "beta": 1.1, "gamma": 1.2},
+    description="accelerated Griffin-Lim (Nenov et al. 2023)",
+)
+registry.register_alias(
+    "mgla", "gla", {"refit": True}, "Griffin-Lim whose magnitude is re-fitted to the mel every iteration"
+)
+registry.register_alias(
+    "mfgla", "fgla", {"refit": True}, "fast Griffin-Lim with the magnitude re-fitted to the mel every iteration"
+)
+registry.register_alias(
+    "magla", "agla", {"refit": True}, "accelerated Griffin-Lim with the magnitude re-fitted to the mel"
+)

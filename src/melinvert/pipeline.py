@@ -1,149 +1,46 @@
-"""Method names -> stages, their composition, long-audio blocks, progress and interruption.
+"""Running a method: plans, the per-block inversion, long inputs, lists of mels.
 
-A method is either a registered pipeline name (``default``, ``fast``, ...) or a composition of
-stage names joined by ``+``, e.g. ``nnls+fgla`` or ``pinv+pghi+agla``:
-
-- stage 1, mel -> magnitude: :data:`melinvert.magnitude.MAGNITUDE_METHODS`
-- initial phase: :data:`melinvert.phase.INIT_METHODS` (default ``pghi``)
-- stage 2, iterative phase retrieval: :data:`melinvert.phase.PHASE_METHODS`
-
-:func:`invert` is the public entry; :func:`invert_blocks` yields the same audio block by
-block, so that long inputs are processed (and written) in bounded memory.
+A method (``"default"``, ``"nnls(iters=20)+pghi+magla(iters=16)"``, ...) resolves into a
+:class:`~melinvert.registry.Plan` (:func:`parse_method`); :func:`invert_block` runs a plan's
+steps on one block through one :class:`~melinvert.stage.Context`; :func:`invert_blocks` is the
+generator of blocks around it that keeps memory bounded for long inputs, each block held to the
+previous one's samples (an immutable :class:`~melinvert.dsp.Boundary`); :func:`invert` is the
+public entry and also takes a list of mels of different lengths.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 
+from . import registry
 from .config import MelConfig, resolve_config
-from .dsp import FrameOps, as_tensor, to_output
+from .dsp import Boundary, FrameOps, as_tensor, to_output
 from .errors import MelinvertError, check
-from .magnitude import MAGNITUDE_METHODS, decode_mel
-from .optimize import OPTIMIZERS
-from .phase import INIT_METHODS, PHASE_METHODS, Callback, MelRefit
+from .magnitude import decode_mel, pinv
+from .operator import mel_operator
+from .phase import init_pghi
+from .registry import Plan
+from .stage import Context, Progress, Reporter, State, as_progress_callback
 
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """A resolved method: which function runs each stage and how many iterations."""
-
-    magnitude: str = "nnls"
-    init: str = "pghi"
-    phase: str | None = "mfgla"
-    n_iter: int = 32
-    nnls_iter: int | None = None
-    optimizer: str | None = None
-    opt_iter: int = 0
-    vocoder: str | None = None  # a whole-pipeline learned method (melinvert.neural.VOCODERS)
-    model: Any = None  # learned stages' checkpoints, {kind: Checkpoint} (melinvert.neural.bind)
-
-    @property
-    def name(self) -> str:
-        if self.vocoder:
-            return self.vocoder
-        return "+".join(s for s in (self.magnitude, self.init, self.phase, self.optimizer) if s)
-
-
-#: Named pipelines: name -> (plan, one line). Chosen from measurements (benchmarks/RESULTS.md).
-PIPELINES: dict[str, tuple[Plan, str]] = {
-    "default": (
-        Plan("nnls", "pghi", "magla", 16, nnls_iter=20),
-        "NNLS magnitude, PGHI phase, 16 accelerated Griffin-Lim iterations re-fitted to the mel",
-    ),
-    "fast": (
-        Plan("nnls", "pghi", "magla", 6, nnls_iter=10),
-        "as default with 6 iterations and a shorter NNLS: about twice as fast",
-    ),
-}
-# Stage-3 optimisers as bare names: the default cascade, then the optimiser (iteration counts
-# and the quality schedule from benchmarks/optimizers.md).
-PIPELINES.update(
-    {
-        "stft_gd": (
-            dataclasses.replace(PIPELINES["default"][0], optimizer="stft_gd", opt_iter=100),
-            "default, then 100 Adam steps on a free STFT (consistency + log-mel fit)",
-        ),
-        "wave_lbfgs": (
-            dataclasses.replace(PIPELINES["default"][0], optimizer="wave_lbfgs", opt_iter=40),
-            "default, then 40 L-BFGS iterations on the waveform against the log mel",
-        ),
-        "joint": (
-            dataclasses.replace(PIPELINES["default"][0], optimizer="joint", opt_iter=60),
-            "default, then 60 ADMM iterations on magnitude and phase together (power-1 mels)",
-        ),
-        "quality": (
-            Plan("nnls", "pghi", "mfgla", 200, optimizer="wave_lbfgs", opt_iter=20),
-            "the best without training at librosa's speed or better: NNLS, PGHI, 200 mel-refitted "
-            "fast Griffin-Lim iterations, then 20 waveform L-BFGS iterations",
-        ),
-    }
-)
+__all__ = ["BlockStream", "Plan", "Progress", "invert", "invert_block", "invert_blocks", "list_methods",
+           "parse_method"]
 
 
 def list_methods() -> dict[str, str]:
     """Every name :func:`invert` accepts as ``method`` (or as a ``+`` stage), with one line each."""
-    out = {name: desc for name, (_, desc) in PIPELINES.items()}
-    out.update({f"{n} (stage 1)": d for n, (_, d) in MAGNITUDE_METHODS.items()})
-    out.update({f"{n} (initial phase)": d for n, (_, d) in INIT_METHODS.items()})
-    out.update({f"{n} (stage 2)": d for n, (_, _, d) in PHASE_METHODS.items()})
-    out.update({f"{n} (stage 3)": d for n, (_, d) in OPTIMIZERS.items()})
-    return out
+    return registry.describe_all()
 
 
-def parse_method(method: str, n_iter: int | None = None) -> Plan:
-    """Resolve a pipeline name or a ``+`` composition into a :class:`Plan`.
-
-    Missing stages take the defaults: ``nnls`` magnitude, ``pghi`` initial phase, and no
-    iterations when no stage-2 name is given. A stage-3 optimiser (:data:`OPTIMIZERS`) may
-    follow; ``n_iter`` then sets the optimiser's iterations and stage 2 keeps 32.
-    """
-    check(isinstance(method, str) and method.strip() != "", f"method={method!r} must be a non-empty name")
-    if method in PIPELINES:
-        plan = PIPELINES[method][0]
-    else:
-        mag, init, phase, opt = None, None, None, None
-        for tok in method.split("+"):
-            tok = tok.strip()
-            if tok in OPTIMIZERS and opt is None:
-                opt = tok
-            elif tok in MAGNITUDE_METHODS and mag is None:
-                mag = tok
-            elif tok in INIT_METHODS and init is None:
-                init = tok
-            elif tok in PHASE_METHODS and phase is None:
-                phase = tok
-            else:
-                known = sorted(
-                    set(PIPELINES) | set(MAGNITUDE_METHODS) | set(INIT_METHODS) | set(PHASE_METHODS)
-                )
-                import difflib
-
-                if tok in known or tok in OPTIMIZERS:
-                    raise MelinvertError(
-                        f"method {method!r} names two stages of the same kind ({tok!r} comes after another "
-                        "of its kind): give at most one stage-1, initial-phase, stage-2 and stage-3 name"
-                    )
-                near = difflib.get_close_matches(tok, known, n=3)
-                hint = f"; did you mean {' or '.join(near)}?" if near else f"; known: {', '.join(known)}"
-                raise MelinvertError(f"unknown method {tok!r} in method {method!r}{hint}")
-        plan = Plan(
-            mag or "nnls",
-            init or "pghi",
-            phase,
-            32 if phase else 0,
-            optimizer=opt,
-            opt_iter=100 if opt else 0,
-        )
-    if n_iter is not None:
-        check(isinstance(n_iter, int) and n_iter >= 0, f"n_iter={n_iter!r} must be an integer >= 0")
-        field = "opt_iter" if plan.optimizer else "n_iter"
-        plan = dataclasses.replace(plan, **{field: n_iter})
-    return plan
+def parse_method(
+    method: str, n_iter: int | None = None, params: Mapping[str, Mapping[str, Any]] | None = None
+) -> Plan:
+    """Resolve a pipeline name or a ``+`` composition into a :class:`Plan` (see
+    :func:`melinvert.registry.parse`)."""
+    return registry.parse(method, n_iter=n_iter, params=params)
 
 
 def _validate_mel(mel: Any, config: MelConfig, device: Any) -> tuple[torch.Tensor, bool, torch.dtype]:
@@ -159,22 +56,6 @@ def _validate_mel(mel: Any, config: MelConfig, device: Any) -> tuple[torch.Tenso
     return t, was_numpy, dtype
 
 
-class _Best:
-    """Keeps the lowest-loss estimate seen through the callback, per run."""
-
-    def __init__(self, user: Callback | None):
-        self.user = user
-        self.best: torch.Tensor | None = None
-        self.best_loss = float("inf")
-
-    def __call__(self, i: int, x: torch.Tensor, loss: torch.Tensor) -> bool:
-        mean = float(loss.mean())
-        if mean <= self.best_loss:
-            self.best_loss = mean
-            self.best = x.detach().clone()
-        return bool(self.user(i, x, loss)) if self.user is not None else False
-
-
 @contextlib.contextmanager
 def _flush_denormals() -> Iterator[None]:
     """Treat denormal floats as zero while inverting (CPU): spectra of near-silent frames
@@ -187,109 +68,124 @@ def _flush_denormals() -> Iterator[None]:
             torch.set_flush_denormal(False)
 
 
-def _run_block(
+def make_context(
     lin: torch.Tensor,
     config: MelConfig,
-    plan: Plan,
     *,
     length: int,
-    generator: torch.Generator | None,
-    callback: Callback | None,
-    known: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Invert linear mels ``(B, n_mels, T)`` to audio ``(B, length)``."""
-    if plan.vocoder:  # learned mel -> waveform in one step
-        return _neural.VOCODERS[plan.vocoder][0](lin, config, length=length, model=plan.model)
-    mag_fn = MAGNITUDE_METHODS[plan.magnitude][0]
-    kw = {"n_iter": plan.nnls_iter} if plan.magnitude == "nnls" and plan.nnls_iter else {}
-    if getattr(mag_fn, "uses_model", False):
-        kw["model"] = plan.model
-    mag = mag_fn(lin, config, **kw)
-    if config.drop_last_frame:  # Whisper: the STFT has one frame more than the mel
-        mag = torch.cat([mag, mag[..., -1:]], dim=-1)
-        lin = torch.cat([lin, lin[..., -1:]], dim=-1)
-    mag = mag.transpose(-1, -2).contiguous()  # (B, T, F)
-    ops = FrameOps(config, length, dtype=mag.dtype, device=mag.device)
+    boundary: Boundary | None = None,
+    generator: torch.Generator | None = None,
+    progress: Reporter | None = None,
+    models: Mapping[str, Any] | None = None,
+) -> Context:
+    """The :class:`Context` of one block: linear mel ``(B, n_mels, frames)`` -> ``length`` samples."""
+    op = mel_operator(config, dtype=lin.dtype, device=lin.device)
+    frames = FrameOps(config, length, dtype=lin.dtype, device=lin.device, boundary=boundary)
     check(
-        ops.n_frames == mag.shape[1],
-        f"internal frame mismatch: {ops.n_frames} STFT frames for {mag.shape[1]} mel frames",
+        frames.n_frames == op.stft_frames(lin.shape[-1]),
+        f"internal frame mismatch: {frames.n_frames} STFT frames for {lin.shape[-1]} mel frames",
     )
-    if known is not None:
-        ops.known = known
-    angles = INIT_METHODS[plan.init][0](mag, config, generator=generator, anchor=ops.known_angles())
-    if plan.phase is None or plan.n_iter == 0:
-        y = ops.synthesis(torch.polar(mag, angles))
-    else:
-        fn, uses_refit, _ = PHASE_METHODS[plan.phase]
-        refit = MelRefit(lin.transpose(-1, -2).contiguous(), config) if uses_refit else None
-        pkw = {"model": plan.model} if getattr(fn, "uses_model", False) else {}
-        y = fn(
-            mag,
-            ops,
-            angles,
-            n_iter=plan.n_iter,
-            refit=refit,
-            callback=None if plan.optimizer else callback,
-            **pkw,
-        )
-    if plan.optimizer is None:
-        return y
-    if config.drop_last_frame:
-        lin = lin[..., :-1]
-    opt = OPTIMIZERS[plan.optimizer][0]
-    return opt(lin, config, y, n_iter=plan.opt_iter, callback=callback, known=known)
+    return Context(
+        config, op, frames, lin, length, generator, frames.boundary,
+        progress if progress is not None else Reporter(None, 0), dict(models or {}),
+    )
 
 
-@dataclasses.dataclass
+def invert_block(plan: Plan, ctx: Context) -> torch.Tensor:
+    """Run ``plan``'s steps on one block: the context's mel -> audio ``(B, ctx.length)``.
+
+    Each step's iterations are reported through ``ctx.progress``; a plan that ends before a
+    waveform (no stage 2) is synthesised from its magnitude and initial phase.
+    """
+    state = State()
+    for step in plan.steps:
+        ctx.progress.begin(step.stage.name, int(step.params.get("iters", 0)))
+        state = step.stage.fn(state, ctx, **step.params)
+        ctx.progress.finish(state)
+    return ctx.waveform(state)
+
+
+def quick_estimate(ctx: Context) -> torch.Tensor:
+    """A waveform from what the block's progress has, for an interrupt before any stage made one:
+    the magnitude so far (else the clipped pseudo-inverse), its phase (else PGHI), one synthesis."""
+    state = ctx.progress.state
+    mag = state.mag if state.mag is not None else ctx.stage_magnitude(pinv(ctx.target, ctx.config))
+    angles = state.angles
+    if angles is None:
+        angles = init_pghi(mag, ctx.config, anchor=ctx.frames.known_angles())
+    return ctx.frames.synthesis(torch.polar(mag, angles))
+
+
 class BlockStream:
     """Iterator over output audio chunks ``(B, samples)`` of one inversion (see :func:`invert_blocks`).
 
-    After a ``KeyboardInterrupt`` escaped from iteration, :meth:`partial` returns the best
-    estimate of the block that was in hand (the part not yet yielded), or ``None``.
+    Iterate it once (a second iteration raises). After a ``KeyboardInterrupt`` escaped from the
+    iteration, :meth:`partial` returns the best estimate of the block that was in hand (the part
+    not yet yielded), from whichever stage was running.
     """
 
-    mel: torch.Tensor
-    config: MelConfig
-    plan: Plan
-    total_length: int
-    block_frames: int
-    overlap_frames: int
-    generator: torch.Generator | None
-    callback: Callback | None
-    lead: tuple[int, ...] = ()
-    was_numpy: bool = False
-    out_dtype: torch.dtype = torch.float32
-    _best: _Best | None = None
-    _emitted: int = 0
-    _block_start: int = 0
+    def __init__(
+        self,
+        mel: torch.Tensor,
+        config: MelConfig,
+        plan: Plan,
+        *,
+        total_length: int,
+        block_frames: int,
+        overlap_frames: int,
+        generator: torch.Generator | None,
+        callback: Callable[[Progress], Any] | None,
+        models: Mapping[str, Any],
+        lead: tuple[int, ...] = (),
+        was_numpy: bool = False,
+        out_dtype: torch.dtype = torch.float32,
+    ):
+        self.mel, self.config, self.plan = mel, config, plan
+        self.total_length, self.block_frames, self.overlap_frames = total_length, block_frames, overlap_frames
+        self.generator, self.callback, self.models = generator, callback, models
+        self.lead, self.was_numpy, self.out_dtype = lead, was_numpy, out_dtype
+        self._started = False
+        self._ctx: Context | None = None
+        self._emitted = 0
+        self._block_start = 0
+
+    @property
+    def n_blocks(self) -> int:
+        """How many blocks the input is cut into."""
+        t, b, o = self.mel.shape[-1], self.block_frames, self.overlap_frames
+        return 1 if t <= b else 1 + -(-(t - b) // (b - o))
 
     def __iter__(self) -> Iterator[torch.Tensor]:
+        if self._started:
+            raise MelinvertError("this BlockStream was iterated already: call invert_blocks() again for a new run")
+        self._started = True
+        return self._blocks()
+
+    def _context(self, start: int, end: int, length: int, boundary: Boundary | None, index: int) -> Context:
+        reporter = _BlockReporter(self.callback, self.plan.total_iterations(), index, self.n_blocks)
+        lin = decode_mel(self.mel[..., start:end], self.config)
+        return make_context(lin, self.config, length=length, boundary=boundary, generator=self.generator,
+                            progress=reporter, models=self.models)
+
+    def _blocks(self) -> Iterator[torch.Tensor]:
         cfg = self.config
         hop = cfg.hop_length
         t_total = self.mel.shape[-1]
         edge = -(-cfg.n_fft // hop) + 1  # frames near a block edge that see its padding
-        start = 0
-        known: torch.Tensor | None = None
+        start, index = 0, 0
+        boundary: Boundary | None = None
         while True:
             end = min(start + self.block_frames, t_total)
             last = end == t_total
             self._block_start = start * hop
             length = self.total_length - start * hop if last else cfg.n_samples(end - start)
-            self._best = _Best(self.callback)
             with torch.no_grad(), _flush_denormals():
-                y = _run_block(
-                    decode_mel(self.mel[..., start:end], cfg),
-                    cfg,
-                    self.plan,
-                    length=length,
-                    generator=self.generator,
-                    callback=self._best,
-                    known=known,
-                )
+                self._ctx = self._context(start, end, length, boundary, index)
+                y = invert_block(self.plan, self._ctx)
             if last:
                 chunk = y[:, self._emitted - start * hop :]
                 self._emitted = self.total_length
-                self._best = None
+                self._ctx = None
                 yield chunk
                 return
             trusted = (end - edge) * hop  # global sample index up to which this block is final
@@ -300,24 +196,48 @@ class BlockStream:
             self._emitted = trusted - ramp
             yield chunk
             next_start = end - self.overlap_frames
-            known = y[:, next_start * hop - start * hop : trusted - start * hop]
-            start = next_start
+            boundary = Boundary(y[:, next_start * hop - start * hop : trusted - start * hop], hop)
+            start, index = next_start, index + 1
 
     def partial(self) -> torch.Tensor | None:
         """Best estimate so far of the unfinished block (samples not yet yielded), or None."""
-        if self._best is None or self._best.best is None:
+        ctx = self._ctx
+        if ctx is None:
             return None
-        return self._best.best[:, self._emitted - self._block_start :]
+        best = ctx.progress.best_so_far()
+        if best is None:
+            with torch.no_grad():
+                best = quick_estimate(ctx)
+        return best[:, self._emitted - self._block_start :]
+
+
+class _BlockReporter(Reporter):
+    """A :class:`Reporter` that also says where the block stands in the whole input."""
+
+    def __init__(self, callback: Callable[[Progress], Any] | None, planned: int, index: int, blocks: int):
+        super().__init__(callback, planned)
+        self.index, self.blocks = index, blocks
+
+    def fraction(self) -> float:
+        """Share of the whole inversion done, in [0, 1]."""
+        within = self.done / self.planned if self.planned else 1.0
+        return (self.index + within) / self.blocks
 
 
 def _prepare(
-    mel: Any, config: MelConfig | str, method: str, n_iter: int | None, device: Any, model: Any = None
-) -> tuple[torch.Tensor, bool, torch.dtype, MelConfig, Plan, tuple[int, ...]]:
+    mel: Any, config: MelConfig | str, method: str, n_iter: int | None, device: Any, model: Any,
+    params: Mapping[str, Mapping[str, Any]] | None,
+) -> tuple[torch.Tensor, bool, torch.dtype, MelConfig, Plan, dict[str, Any], tuple[int, ...]]:
     config = resolve_config(config)
-    plan = _neural.bind(parse_method(method, n_iter), model, config)
+    plan = parse_method(method, n_iter, params)
+    models: dict[str, Any] = {}
+    if plan.models or model is not None:
+        from .neural.stages import resolve
+
+        models = resolve(plan.models, model, config, plan.name)
     t, was_numpy, dtype = _validate_mel(mel, config, device)
     lead = tuple(t.shape[:-2])
-    return t.reshape(-1, *t.shape[-2:]), was_numpy, dtype, config, plan, lead
+    return t.reshape(-1, *t.shape[-2:]), was_numpy, dtype, config, plan, models, lead
 
 
 def invert_blocks(
@@ -326,9 +246,10 @@ def invert_blocks(
     *,
     method: str = "default",
     n_iter: int | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
-    callback: Callback | None = None,
+    callback: Callable[..., Any] | None = None,
     length: int | None = None,
     block_frames: int = 2048,
     overlap_frames: int = 24,
@@ -340,7 +261,9 @@ def invert_blocks(
     retrieval is held to the previous block's output in the overlap, so the joins are
     seamless and memory does not grow with the input's length. Arguments as :func:`invert`.
     """
-    mel_t, was_numpy, dtype, config, plan, lead = _prepare(mel, config, method, n_iter, device, model)
+    mel_t, was_numpy, dtype, config, plan, models, lead = _prepare(
+        mel, config, method, n_iter, device, model, params
+    )
     edge = -(-config.n_fft // config.hop_length) + 1
     check(
         isinstance(block_frames, int) and isinstance(overlap_frames, int) and overlap_frames >= edge + 2,
@@ -358,7 +281,9 @@ def invert_blocks(
         )
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     return BlockStream(
-        mel_t, config, plan, total, block_frames, overlap_frames, gen, callback, lead, was_numpy, dtype
+        mel_t, config, plan, total_length=total, block_frames=block_frames, overlap_frames=overlap_frames,
+        generator=gen, callback=as_progress_callback(callback), models=models, lead=lead,
+        was_numpy=was_numpy, out_dtype=dtype,
     )
 
 
@@ -368,38 +293,42 @@ def invert(
     *,
     method: str = "default",
     n_iter: int | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
     seed: int | None = None,
     device: str | torch.device | None = None,
-    callback: Callback | None = None,
-    length: int | None = None,
+    callback: Callable[..., Any] | None = None,
+    length: int | Sequence[int] | None = None,
     block_frames: int = 2048,
     model: Any = None,
 ) -> Any:
-    """Turn a mel spectrogram back into audio.
+    """Turn a mel spectrogram (or a list of them) back into audio.
 
     Parameters
     ----------
-    mel : np.ndarray or torch.Tensor [shape=(..., n_mels, frames)]
+    mel : np.ndarray or torch.Tensor [shape=(..., n_mels, frames)], or a list of them
         The mel in the config's compression (e.g. ln-compressed for HiFi-GAN), as the
-        original project made it.
+        original project made it. A list may hold mels of different lengths: the result is a
+        list, each item equal to its own inversion (items of one shape run as one batch).
     config : MelConfig or str
         Its configuration or a preset name.
     method : str
         A pipeline name (``"default"``, ``"fast"``; see :func:`list_methods`) or a ``+``
-        composition of stages such as ``"nnls+pghi+fgla"``.
+        composition of stages with optional parameters, e.g. ``"nnls+pghi+fgla(iters=50)"``.
     n_iter : int, optional
-        Iterations of the stage-2 algorithm (the pipeline's own count when None).
+        Iterations of the stage-2 step (of the last iterative step when there is none).
+    params : mapping, optional
+        Stage parameters over the method's own, e.g. ``{"magla": {"alpha": 0.9}}``.
     seed : int, optional
         Seed for random initial phases (results are deterministic for a given seed).
     device : str or torch.device, optional
         ``"cpu"``, ``"cuda"``, ``"auto"``; default: where the input is.
     callback : callable, optional
-        ``callback(iteration, estimate, loss)`` after every iteration; ``estimate`` is the
-        current audio ``(B, samples)`` of the block in hand and ``loss`` its loss ``(B,)``
-        (mel L1 in the log domain for the ``m*`` methods, spectral convergence otherwise).
-        Returning True stops the iterations of that block.
+        ``callback(progress)`` after every iteration of every iterative step, with a
+        :class:`~melinvert.stage.Progress` (stage, iteration, total, estimate ``(B, samples)``
+        or None in stage 1, loss ``(B,)``); returning True ends that step early. The older
+        ``callback(iteration, estimate, loss)`` is accepted and sees the steps with a waveform.
     length : int, optional
-        Output length in samples (default ``config.n_samples(frames)``).
+        Output length in samples (default ``config.n_samples(frames)``); a list for a list.
     block_frames : int
         Frames per block for long inputs (memory stays bounded; joins are seamless).
     model : str, PathLike, Checkpoint or a sequence of them, optional
@@ -410,23 +339,43 @@ def invert(
 
     Returns
     -------
-    np.ndarray or torch.Tensor [shape=(..., samples)]
+    np.ndarray or torch.Tensor [shape=(..., samples)], or a list of them
         Audio at ``config.sample_rate``, same kind and dtype as ``mel``.
     """
-    stream = invert_blocks(
-        mel,
-        config,
-        method=method,
-        n_iter=n_iter,
-        seed=seed,
-        device=device,
-        callback=callback,
-        length=length,
-        block_frames=block_frames,
-        model=model,
-    )
+    kw = dict(method=method, n_iter=n_iter, params=params, seed=seed, device=device, callback=callback,
+              block_frames=block_frames, model=model)
+    if isinstance(mel, (list, tuple)):
+        return _invert_list(list(mel), config, length, kw)
+    check(length is None or isinstance(length, int), f"length={length!r} must be an integer for one mel")
+    stream = invert_blocks(mel, config, length=length, **kw)
     audio = torch.cat(list(stream), dim=-1)
     return to_output(audio.reshape(*stream.lead, audio.shape[-1]), stream.was_numpy, stream.out_dtype)
 
 
-from . import neural as _neural  # noqa: E402  (registers refiner, degli, cnn_vocoder, learned)
+def _invert_list(mels: list[Any], config: MelConfig | str, length: Any, kw: dict[str, Any]) -> list[Any]:
+    """Invert a ragged list: items of one shape, dtype and kind run as one batch."""
+    check(len(mels) > 0, "mel is an empty list")
+    lengths = list(length) if isinstance(length, (list, tuple)) else [length] * len(mels)
+    check(len(lengths) == len(mels), f"length has {len(lengths)} entries for {len(mels)} mels")
+    groups: dict[tuple, list[int]] = {}
+    for i, (m, n) in enumerate(zip(mels, lengths)):
+        shape = tuple(getattr(m, "shape", ()))
+        check(len(shape) >= 2, f"mel[{i}] must be shaped (..., n_mels, frames), got shape {shape}")
+        key = (shape, str(getattr(m, "dtype", "")), isinstance(m, torch.Tensor), n)
+        groups.setdefault(key, []).append(i)
+    out: list[Any] = [None] * len(mels)
+    for (shape, _, is_torch, n), idx in groups.items():
+        stack = torch.stack([torch.as_tensor(mels[i]) for i in idx]) if is_torch else _np_stack(mels, idx)
+        audio = invert(stack, config, length=n, **kw)
+        for j, i in enumerate(idx):
+            out[i] = audio[j]
+    return out
+
+
+def _np_stack(mels: list[Any], idx: list[int]) -> Any:
+    import numpy as np
+
+    try:
+        return np.stack([np.asarray(mels[i]) for i in idx])
+    except (TypeError, ValueError) as e:
+        raise MelinvertError(f"mel list items must be numpy arrays or torch tensors: {e}") from None

@@ -9,46 +9,26 @@
 - ``learned``: the best learned composition measured (see ``docs/models/``).
 
 ``melinvert train MODEL AUDIO... -o RUN`` trains any of them (:mod:`melinvert.neural.train`);
-``invert(..., model=RUN)`` uses the result. Importing this package registers the stages in
-the pipeline's registries.
+``invert(..., model=RUN)`` uses the result. :mod:`melinvert.neural.stages` registers the
+stages and the ``learned``/``cnn_vocoder`` pipelines in :mod:`melinvert.registry`.
 """
 
 from __future__ import annotations
 
-from ..magnitude import MAGNITUDE_METHODS
-from ..phase import PHASE_METHODS
-from ..pipeline import PIPELINES, Plan
 from .checkpoint import Checkpoint, load_checkpoint, read_record, save_checkpoint, shipped_path
 from .models import MODEL_CLASSES, build_model
-from .stages import VOCODERS, bind, cnn_vocoder, degli, refiner_magnitude
+from .stages import cnn_vocoder, degli, refiner_magnitude, resolve
 
 __all__ = [
     "MODEL_CLASSES",
-    "VOCODERS",
     "Checkpoint",
-    "bind",
     "build_model",
     "cnn_vocoder",
     "degli",
     "load_checkpoint",
     "read_record",
     "refiner_magnitude",
+    "resolve",
     "save_checkpoint",
     "shipped_path",
 ]
-
-MAGNITUDE_METHODS["refiner"] = (
-    refiner_magnitude,
-    "learned: pseudo-inverse corrected by a small CNN (shipped for hifigan-22k-80; model= for others)",
-)
-PHASE_METHODS["degli"] = (
-    degli,
-    False,
-    "learned: Deep Griffin-Lim iteration (Masuyama et al. 2021); needs trained weights (model=)",
-)
-PIPELINES["learned"] = (
-    Plan("refiner", "pghi", "mfgla", 300, optimizer="wave_lbfgs", opt_iter=20),
-    "learned refiner magnitude, PGHI phase, 300 mel-refitted fast Griffin-Lim iterations, then 20 "
-    "waveform L-BFGS iterations (the best learned composition measured: docs/models/)",
-)
-PIPELINES["cnn_vocoder"] = (Plan(phase=None, n_iter=0, vocoder="cnn_vocoder"), VOCODERS["cnn_vocoder"][1])

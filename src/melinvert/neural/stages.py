@@ -1,25 +1,28 @@
-"""The learned models as pipeline stages, with the calling shapes of the training-free ones.
+"""The learned models as stages of the registry (:mod:`melinvert.registry`).
 
-- :func:`refiner_magnitude`: stage 1, like :data:`melinvert.magnitude.MAGNITUDE_METHODS`.
-- :func:`degli`: stage 2, like :data:`melinvert.phase.PHASE_METHODS`.
-- :func:`cnn_vocoder`: a whole pipeline, linear mel -> waveform.
+- ``refiner`` (magnitude): :func:`refiner_magnitude`, with the calling shape of
+  :mod:`melinvert.magnitude`'s methods.
+- ``degli`` (phase): :func:`degli`, with the calling shape of :func:`melinvert.phase.fgla`.
+- ``cnn_vocoder`` (vocoder): :func:`cnn_vocoder`, linear mel -> waveform.
 
-Each takes ``model=``: what :func:`bind` resolved for the run (the user's checkpoint, else the
-weights shipped for the config). Inference runs without autograd, in float32 on the mel's
-device, and returns the caller's dtype.
+Each plain function takes ``model=`` (a checkpoint, a path, or None for the weights shipped for
+the config); as stages they take what :func:`resolve` found for the run from the context.
+Inference runs without autograd, in float32 on the mel's device, and returns the caller's dtype.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 from typing import Any
 
 import torch
 
+from .. import registry
 from ..config import MelConfig
 from ..dsp import FrameOps
 from ..errors import check
-from ..phase import Callback, MelRefit, iteration_loss, project_magnitude
+from ..phase import Callback, MelRefit, _iterative_stage, iteration_loss, project_magnitude
+from ..stage import Context, State
 from .checkpoint import Checkpoint, _load_cached, get_checkpoint, iter_models
 
 
@@ -30,7 +33,7 @@ def _pick(kind: str, config: MelConfig, model: Any) -> torch.nn.Module | Checkpo
 
 
 def refiner_magnitude(
-    mel: torch.Tensor, config: MelConfig, *, n_iter: int | None = None, model: Any = None
+    mel: torch.Tensor, config: MelConfig, *, n_iter: int | None = None, callback: Any = None, model: Any = None
 ) -> torch.Tensor:
     """Stage 1 with a trained refiner: linear mel -> STFT magnitude.
 
@@ -39,8 +42,8 @@ def refiner_magnitude(
     mel : torch.Tensor [shape=(..., n_mels, frames), non-negative]
         LINEAR mel in the config's power.
     config : MelConfig
-    n_iter : None
-        Unused (the calling shape of stage 1).
+    n_iter, callback : None
+        Unused (the calling shape of stage 1; the network runs once).
     model : optional
         Checkpoint(s) or path(s); default: the weights shipped for ``config``.
 
@@ -57,8 +60,6 @@ def refiner_magnitude(
         out = torch.exp(net(x))
     return out.to(mel.dtype).reshape(*lead, out.shape[-2], out.shape[-1])
 
-
-refiner_magnitude.uses_model = True  # type: ignore[attr-defined]
 
 
 def degli(
@@ -112,8 +113,6 @@ def degli(
     return ops.synthesis(project_magnitude(x, mag))
 
 
-degli.uses_model = True  # type: ignore[attr-defined]
-
 
 def cnn_vocoder(
     lin: torch.Tensor, config: MelConfig, *, length: int, model: Any = None, **_: Any
@@ -128,31 +127,8 @@ def cnn_vocoder(
     return torch.nn.functional.pad(y, (0, length - y.shape[-1]))
 
 
-cnn_vocoder.uses_model = True  # type: ignore[attr-defined]
-
-#: Whole-pipeline methods: name -> (function(lin, config, *, length, model), one line).
-VOCODERS = {
-    "cnn_vocoder": (
-        cnn_vocoder,
-        "CNN vocoder after M-CNN (Arik et al. 2018), mel -> waveform; needs trained weights (model=)",
-    ),
-}
-
-
-def kinds_used(plan: Any) -> list[str]:
-    """The learned model kinds a :class:`~melinvert.pipeline.Plan` runs."""
-    out = []
-    if plan.magnitude == "refiner":
-        out.append("refiner")
-    if plan.phase == "degli":
-        out.append("degli")
-    if getattr(plan, "vocoder", None) in VOCODERS:
-        out.append(plan.vocoder)
-    return out
-
-
-def bind(plan: Any, model: Any, config: MelConfig) -> Any:
-    """Resolve the checkpoints a plan needs, before any work: ``plan`` with ``model`` set.
+def resolve(kinds: list[str], model: Any, config: MelConfig, method: str) -> dict[str, Checkpoint]:
+    """Resolve the checkpoints a method needs, before any work: ``{kind: Checkpoint}``.
 
     Every checkpoint given must be of a kind the method uses, and trained for ``config``;
     learned stages without one take the shipped weights for ``config``.
@@ -162,15 +138,56 @@ def bind(plan: Any, model: Any, config: MelConfig) -> Any:
     MelinvertError
         A model of a kind the method does not use, another config, no weights at all.
     """
-    kinds = kinds_used(plan)
     given = [m if isinstance(m, Checkpoint) else _load_cached(m) for m in iter_models(model)]
     for ck in given:
         check(
             ck.kind in kinds,
-            f"model {ck.describe()} is a {ck.kind}, but method {plan.name!r} has no {ck.kind} stage"
+            f"model {ck.describe()} is a {ck.kind}, but method {method!r} has no {ck.kind} stage"
             + (f" (try method='{ck.kind}+pghi+fgla')" if ck.kind == "refiner" else ""),
         )
-    if not kinds:
-        return plan
-    resolved = {k: get_checkpoint(k, config, given) for k in kinds}
-    return dataclasses.replace(plan, model=resolved)
+    return {k: get_checkpoint(k, config, given) for k in kinds}
+
+
+# ---------------------------------------------------------------------- stages
+
+
+def _refiner_stage(state: State, ctx: Context) -> State:
+    """Stage 1 with the run's refiner."""
+    mag = refiner_magnitude(ctx.target, ctx.config, model=ctx.model("refiner"))
+    return state.replace(mag=ctx.stage_magnitude(mag))
+
+
+def _cnn_vocoder_stage(state: State, ctx: Context) -> State:
+    """The whole waveform from the run's CNN vocoder."""
+    return state.replace(audio=cnn_vocoder(ctx.target, ctx.config, length=ctx.length, model=ctx.model("cnn_vocoder")))
+
+
+def _degli_stage(state: State, ctx: Context, *, iters: int, refit: bool = False) -> State:
+    """Deep Griffin-Lim with the run's network, as the other stage-2 methods run."""
+    algorithm = functools.partial(degli, model=ctx.model("degli"))
+    algorithm.__name__ = "degli"  # type: ignore[attr-defined]
+    return _iterative_stage(algorithm)(state, ctx, iters=iters, refit=refit)
+
+
+registry.register(
+    "refiner", "magnitude", _refiner_stage, needs={"model:refiner"},
+    description="learned: pseudo-inverse corrected by a small CNN (shipped for hifigan-22k-80; model= for others)",
+)
+registry.register(
+    "degli", "phase", _degli_stage, params={"iters": 32, "refit": False}, needs={"model:degli"},
+    description="learned: Deep Griffin-Lim iteration (Masuyama et al. 2021); needs trained weights (model=)",
+)
+registry.register(
+    "cnn_vocoder", "vocoder", _cnn_vocoder_stage, needs={"model:cnn_vocoder"},
+    description="CNN vocoder after M-CNN (Arik et al. 2018), mel -> waveform; needs trained weights (model=)",
+)
+registry.register_pipeline(
+    "learned",
+    "refiner+pghi+mfgla(iters=300)+wave_lbfgs(iters=20)",
+    "learned refiner magnitude, PGHI phase, 300 mel-refitted fast Griffin-Lim iterations, then 20 "
+    "waveform L-BFGS iterations (the best learned composition measured: docs/models/)",
+)
+registry.register_pipeline(
+    "cnn_vocoder", "cnn_vocoder",
+    "CNN vocoder after M-CNN (Arik et al. 2018), mel -> waveform; needs trained weights (model=)",
+)

@@ -1,0 +1,152 @@
+"""The mel forward model as one object: :class:`MelOperator`.
+
+Every stage, optimiser and training task that needs the filterbank, the bins it covers, its
+pseudo-inverse, the power law with the config's epsilon, a log-mel distance or Whisper's extra
+STFT frame takes them from here, so the forward model is written once.
+
+Shapes: power or magnitude spectra ``(..., n_freqs, frames)``, mels ``(..., n_mels, frames)``
+(mels-first, the library's layout); the ``*_frames_first`` helpers take ``(..., frames, n_freqs)``
+as the phase stages hold them.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from .config import MelConfig
+from .dsp import filterbank_key, magnitude, mel_basis, mel_basis_np
+
+#: Singular values of the filterbank below this fraction of the largest are treated as zero by
+#: the pseudo-inverse. Filterbanks with more mels than their FFT resolves (Whisper's 128 mels or
+#: torchaudio's defaults at n_fft 400) have singular values of ~1e-17 relative: numerically zero,
+#: but whether LAPACK puts them just above or below a machine-epsilon cutoff differs between
+#: builds, and one kept gives a pseudo-inverse with entries of ~1e16. Well-posed filterbanks
+#: have none below 0.08.
+PINV_RCOND = 1e-4
+
+
+@functools.lru_cache(maxsize=32)
+def _pinv_np(key: tuple) -> np.ndarray:
+    from .dsp import _mel_basis_np
+
+    fb = np.array(_mel_basis_np(*key))
+    u, s, vt = np.linalg.svd(fb, full_matrices=False)
+    keep = s > PINV_RCOND * s.max()
+    out = (vt[keep].T / s[keep]) @ u[:, keep].T
+    out.flags.writeable = False
+    return out
+
+
+def pinv_np(config: MelConfig) -> np.ndarray:
+    """Pseudo-inverse of the float64 filterbank, ``(n_freqs, n_mels)`` (read-only, cached)."""
+    return _pinv_np(filterbank_key(config))
+
+
+class MelOperator(torch.nn.Module):
+    """The mel forward model of one config, in one dtype, on one device.
+
+    Buffers (so ``.to(device)`` moves them): ``fb`` ``(n_mels, n_freqs)``; ``fb_cover``
+    ``(n_mels, F')`` and ``fb_cover_t`` ``(F', n_mels)``, the filterbank on the bins ``[lo, hi)``
+    some filter covers; ``gain_map`` ``(n_mels, F')``, the filterbank normalised so each covered
+    bin's weights sum to one; ``pinv`` ``(n_freqs, n_mels)``, the pseudo-inverse.
+
+    Use :func:`mel_operator` to get the cached instance.
+    """
+
+    fb: torch.Tensor
+    fb_cover: torch.Tensor
+    fb_cover_t: torch.Tensor
+    gain_map: torch.Tensor
+    pinv: torch.Tensor
+
+    def __init__(self, config: MelConfig, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
+        super().__init__()
+        self.config = config
+        fb_np = mel_basis_np(config)
+        active = np.flatnonzero(fb_np.sum(axis=0) > 0)
+        self.lo, self.hi = int(active[0]), int(active[-1]) + 1
+        fb = mel_basis(config, dtype=dtype, device=device)
+        fbc = fb[:, self.lo : self.hi]
+        colsum = fb.sum(0)
+        self.register_buffer("fb", fb)
+        self.register_buffer("fb_cover", fbc.contiguous())
+        self.register_buffer("fb_cover_t", fbc.T.contiguous())
+        self.register_buffer("gain_map", (fbc / colsum[self.lo : self.hi].clamp_min(1e-30)).contiguous())
+        self.register_buffer("pinv", torch.as_tensor(np.array(pinv_np(config)), dtype=dtype, device=device))
+        #: FISTA step ``1 / ||fb_cover||_2^2`` (from the float64 filterbank)
+        self.step = 1.0 / float(np.linalg.norm(fb_np[:, self.lo : self.hi], 2) ** 2)
+
+    # ------------------------------------------------------------------ forward model
+    @property
+    def power(self) -> float:
+        return self.config.power
+
+    def forward(self, power_spec: torch.Tensor) -> torch.Tensor:
+        """The mel of a power-law spectrum ``|X|^power`` ``(..., n_freqs, T)`` -> ``(..., n_mels, T)``."""
+        return torch.matmul(self.fb, power_spec)
+
+    def adjoint(self, mel: torch.Tensor) -> torch.Tensor:
+        """``fb^T @ mel``: ``(..., n_mels, T)`` -> ``(..., n_freqs, T)``."""
+        return torch.matmul(self.fb.T, mel)
+
+    def spec_power(self, spec: torch.Tensor, *, extra_eps: float = 0.0) -> torch.Tensor:
+        """``|spec|^power`` of a complex spectrum with the config's epsilon (:func:`dsp.power_law`)."""
+        return magnitude(spec, self.config, extra_eps=extra_eps)
+
+    def to_power(self, mag: torch.Tensor) -> torch.Tensor:
+        """``|X|`` -> ``|X|^power`` (no epsilon)."""
+        p = self.config.power
+        return mag if p == 1 else mag.square() if p == 2 else mag.pow(p)
+
+    def to_magnitude(self, power_est: torch.Tensor) -> torch.Tensor:
+        """``|X|^power`` -> ``|X|`` (negative estimates clipped for powers other than 1)."""
+        if self.config.power == 1:
+            return power_est
+        return power_est.clamp_min(0.0).pow(1.0 / self.config.power)
+
+    def cover_mel_frames_first(self, power_cover: torch.Tensor) -> torch.Tensor:
+        """Mel ``(..., T, n_mels)`` of ``|X|^power`` on the covered bins ``(..., T, F')``."""
+        return power_cover @ self.fb_cover_t
+
+    # ------------------------------------------------------------------ distances
+    @staticmethod
+    def log_error(est: torch.Tensor, log_target: torch.Tensor, delta: torch.Tensor | float) -> torch.Tensor:
+        """``ln(est + delta) - log_target`` (``log_target = ln(target + delta)``)."""
+        return torch.log(est + delta) - log_target
+
+    def log_distance(
+        self, est: torch.Tensor, target: torch.Tensor, delta: torch.Tensor | float, *, order: int = 1
+    ) -> torch.Tensor:
+        """Mean ``|ln(est + delta) - ln(target + delta)|^order`` over the last two dims, per item."""
+        err = self.log_error(est, torch.log(target + delta), delta)
+        return (err.abs() if order == 1 else err.square()).mean(dim=(-2, -1))
+
+    # ------------------------------------------------------------------ frames
+    def stft_frames(self, mel_frames: int) -> int:
+        """STFT frames behind ``mel_frames`` mel frames (Whisper drops the last STFT frame)."""
+        return mel_frames + (1 if self.config.drop_last_frame else 0)
+
+    def extend_frames(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        """Mel-frame data -> STFT-frame data: Whisper's dropped frame is the last one repeated."""
+        if not self.config.drop_last_frame:
+            return x
+        return torch.cat([x, x.narrow(dim, x.shape[dim] - 1, 1)], dim=dim)
+
+    def mel_frames_of(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
+        """STFT-frame data -> the frames the mel keeps (drops Whisper's last)."""
+        if not self.config.drop_last_frame:
+            return x
+        return x.narrow(dim, 0, x.shape[dim] - 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached(config: MelConfig, dtype: torch.dtype, device: torch.device) -> MelOperator:
+    return MelOperator(config, dtype=dtype, device=device)
+
+
+def mel_operator(config: MelConfig, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> MelOperator:
+    """The cached :class:`MelOperator` of ``(config, dtype, device)`` (keyed on the whole config)."""
+    return _cached(config, dtype, torch.device(device))

