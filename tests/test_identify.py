@@ -137,3 +137,42 @@ def test_identify_file_unknown_extension(tmp_path: Path) -> None:
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(MelinvertError, match=r"cannot inspect '\.txt' files"):
         identify_file(tmp_path / "x.txt")
+
+
+@pytest.mark.parametrize("ref", [np.max, 1.0], ids=["ref=np.max", "ref=1.0"])
+def test_librosa_power_to_db_gets_a_hint(tone, ref) -> None:
+    import librosa
+
+    y = tone(22050, 2.0).astype(np.float64)
+    db = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=22050), ref=ref, top_db=80.0)
+    ident = identify_mel(db)
+    assert ident.matches == () and ident.compression_kind == "db", ident.format()
+    assert ident.compression.startswith("dB (10·log10), clipped at the maximum - 80 dB")
+    comp = '"compression" to {"kind": "db", "multiplier": 10.0, "floor": 1e-10, "ref": 1.0, "top_db": 80.0}'
+    assert ident.hint is not None and comp in ident.hint
+    assert "melinvert presets librosa-default --json > mel.json" in ident.hint
+    assert ("made with ref=np.max" in ident.hint) == (ref is np.max)
+    assert f"  hint: {ident.hint}" in ident.format()
+    # the settings the hint gives reproduce the values (ref=np.max: up to the lost level)
+    cfg = get_preset("librosa-default").replace(
+        compression=melinvert.Compression(kind="db", multiplier=10.0, floor=1e-10, top_db=80.0)
+    )
+    mel = melinvert.mel_spectrogram(y, cfg)
+    offset = float(mel.max()) if ref is np.max else 0.0
+    np.testing.assert_allclose(mel - offset, db, atol=2e-3)
+    assert cfg.compression.range_problem(torch.from_numpy(db)) is None
+
+
+def test_db_hint_without_top_db(tone) -> None:
+    import librosa
+
+    y = tone(22050, 2.0).astype(np.float64)
+    db = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=22050), top_db=None)
+    ident = identify_mel(db)
+    assert ident.compression_kind == "db" and '"top_db": null' in ident.hint
+    assert "no clip level" in ident.hint
+
+
+def test_no_hint_when_a_preset_fits(tone) -> None:
+    cfg = get_preset("hifigan-22k-80")
+    assert identify_mel(melinvert.mel_spectrogram(tone(cfg.sample_rate), cfg)).hint is None

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .codecs import WHISPER_RANGE as WHISPER_RANGE  # re-exported: it lived here
+from .codecs import Codec, RangeReport, check_range, codec_class
 from .errors import MelinvertError, check
 
 CONFIG_FORMAT_VERSION = 1
@@ -35,10 +37,8 @@ PAD_MODES = ("reflect", "constant")
 MEL_SCALES = ("slaney", "htk")
 MEL_NORMS = ("slaney", None)
 EPS_MODES = ("add", "clamp")
+#: The built-in compression kinds (``melinvert.codecs.CODECS`` holds these and any registered).
 COMPRESSIONS = ("none", "ln", "log10", "db", "log1p", "whisper", "coqui")
-
-#: Whisper's dynamic range (log10 units) below the per-item maximum, and its affine map.
-WHISPER_RANGE = 8.0
 
 
 def _is_int(x: Any) -> bool:
@@ -69,9 +69,13 @@ def _coerce(obj: Any, names: tuple[str, ...], kind: type) -> None:
 class Compression:
     """How a linear mel is compressed, with an exact encode and a decode.
 
+    The formulas live in the :class:`~melinvert.codecs.Codec` registered for ``kind``
+    (:attr:`codec`); this frozen value holds the parameters, validates them and is what
+    configs serialise. The per-bin ``mean``/``std`` standardisation applies to any kind.
+
     Parameters
     ----------
-    kind : {"none", "ln", "log10", "db", "log1p", "whisper", "coqui"}
+    kind : {"none", "ln", "log10", "db", "log1p", "whisper", "coqui"} or a registered kind
         ``none``: the linear mel itself. ``ln``/``log10``: ``log(max(x, floor))``
         (HiFi-GAN, BigVGAN, Vocos use ln; ESPnet and ParallelWaveGAN log10). ``db``:
         ``multiplier * log10(max(x, floor) / max(ref, floor))``, then, with ``top_db``, values
@@ -111,8 +115,7 @@ class Compression:
         _coerce(
             self, ("floor", "multiplier", "ref", "top_db", "ref_level_db", "min_level_db", "max_norm"), float
         )
-        kind = self.kind
-        check(kind in COMPRESSIONS, f"compression {kind=} must be one of {', '.join(COMPRESSIONS)}")
+        codec_class(self.kind)  # an unknown kind names the registered ones
         check(_is_num(self.floor) and self.floor > 0, f"compression floor={self.floor} must be > 0")
         check(
             _is_num(self.multiplier) and self.multiplier > 0,
@@ -154,8 +157,14 @@ class Compression:
             check(all(math.isfinite(v) and v > 0 for v in std), "compression std must be finite and > 0")
             object.__setattr__(self, "mean", mean)
             object.__setattr__(self, "std", std)
+        self.codec.validate()
 
     # ------------------------------------------------------------------ encode / decode
+    @property
+    def codec(self) -> Codec:
+        """The :class:`~melinvert.codecs.Codec` of this ``kind`` (holds the formulas)."""
+        return codec_class(self.kind)(self)
+
     def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self.mean is None:
             return None
@@ -181,37 +190,7 @@ class Compression:
             The compressed mel. ``db`` with ``top_db`` and ``whisper`` use the maximum of each
             item (the last two dimensions), so a batch equals its stacked items.
         """
-        k = self.kind
-        if k == "none":
-            out = mel
-        elif k == "ln":
-            out = torch.log(torch.clamp(mel, min=self.floor))
-        elif k == "log10":
-            out = torch.log10(torch.clamp(mel, min=self.floor))
-        elif k == "log1p":
-            out = torch.log1p(mel)
-        elif k == "db":
-            out = self.multiplier * torch.log10(torch.clamp(mel, min=self.floor))
-            out = out - self.multiplier * math.log10(max(self.ref, self.floor))
-            if self.top_db is not None:
-                top = out.amax(dim=(-2, -1), keepdim=True)
-                out = torch.maximum(out, top - self.top_db)
-        elif k == "whisper":
-            out = torch.log10(torch.clamp(mel, min=self.floor))
-            top = out.amax(dim=(-2, -1), keepdim=True)
-            out = torch.maximum(out, top - WHISPER_RANGE)
-            out = (out + 4.0) / 4.0
-        else:  # coqui
-            db = self.multiplier * torch.log10(torch.clamp(mel, min=self.floor)) - self.ref_level_db
-            out = (db - self.min_level_db) / (-self.min_level_db)
-            if self.symmetric:
-                out = 2 * self.max_norm * out - self.max_norm
-                if self.clip_norm:
-                    out = torch.clamp(out, -self.max_norm, self.max_norm)
-            else:
-                out = self.max_norm * out
-                if self.clip_norm:
-                    out = torch.clamp(out, 0.0, self.max_norm)
+        out = self.codec.encode(mel)
         stats = self._stats(out)
         if stats is not None:
             out = (out - stats[0]) / stats[1]
@@ -225,33 +204,19 @@ class Compression:
         """
         stats = self._stats(mel)
         x = mel * stats[1] + stats[0] if stats is not None else mel
-        k = self.kind
-        if k == "none":
-            return torch.clamp(x, min=0.0)
-        if k == "ln":
-            return torch.exp(x)
-        if k == "log10":
-            return torch.pow(10.0, x)
-        if k == "log1p":
-            return torch.expm1(torch.clamp(x, min=0.0))
-        if k == "db":
-            db = x + self.multiplier * math.log10(max(self.ref, self.floor))
-            return torch.pow(10.0, db / self.multiplier)
-        if k == "whisper":
-            return torch.pow(10.0, 4.0 * x - 4.0)
-        # coqui
-        if self.symmetric:
-            s = (x + self.max_norm) / (2 * self.max_norm)
-        else:
-            s = x / self.max_norm
-        db = s * (-self.min_level_db) + self.min_level_db + self.ref_level_db
-        return torch.pow(10.0, db / self.multiplier)
+        return self.codec.decode(x)
 
     # ------------------------------------------------------------------ value ranges
     @property
     def is_log(self) -> bool:
         """True when the compressed values are logarithmic (any kind but ``none``)."""
-        return self.kind != "none"
+        return self.codec.is_log
+
+    @property
+    def linear_floor(self) -> float | None:
+        """The clamp applied to the linear mel before the logarithm (mel units); ``None`` for
+        kinds without one (``none``, ``log1p``)."""
+        return self.codec.linear_floor
 
     def silence_value(self, n_mels: int | None = None) -> float | None:
         """The encoded value of an all-zero linear mel (the padding value for batches).
@@ -259,64 +224,55 @@ class Compression:
         ``None`` where it depends on the data (``whisper``, ``db`` with ``top_db``) or differs
         per bin (with ``mean``/``std``).
         """
-        if self.mean is not None or self.kind == "whisper" or (self.kind == "db" and self.top_db):
+        if self.mean is not None:
             return None
-        return float(self.encode(torch.zeros(1, 1, dtype=torch.float64)).item())
+        return self.codec.silence_value()
+
+    def check_range(self, mel: torch.Tensor, *, strict: bool = False) -> RangeReport:
+        """Check that ``mel`` can be a mel of this compression; clamp small excursions.
+
+        Impossible values (a linear mel for a log config, a log-mel for a linear config, NaN or
+        Inf, values more than :data:`~melinvert.codecs.CLAMP_DECADES` decade below the floor)
+        are an error. Values a little below the floor (or outside Coqui's clipped range), as
+        predicted mels have, are clamped to it with a one-line notice, or are an error when
+        ``strict``. Values within float16 rounding of the floor count as on it.
+
+        Parameters
+        ----------
+        mel : torch.Tensor [shape=(..., n_mels, frames)]
+            Compressed values as given to :meth:`decode`.
+        strict : bool
+            Refuse any value outside the range instead of clamping it.
+
+        Returns
+        -------
+        RangeReport
+            ``.error`` (one line or ``None``), ``.notice`` (one line or ``None``), ``.mel``
+            (the values to decode: ``mel`` itself unless clamped), ``.clamped``, ``.total``.
+            Standardised compressions (``mean``/``std``) are checked for emptiness and NaN only.
+        """
+        if self.mean is not None and mel.numel() and bool(torch.isfinite(mel).all()):
+            return RangeReport(mel, total=mel.numel())
+        return check_range(self.codec, mel, strict=strict)
 
     def range_problem(self, mel: torch.Tensor) -> str | None:
         """Say why ``mel`` cannot be a mel of this compression, or ``None`` if it can.
 
-        Catches a linear mel handed to a log config (all values >= 0 where a log-mel of audio
-        has most values below zero) and a log-mel handed to a linear config (negative values),
-        and values below the floor the config can produce.
+        The strict :meth:`check_range`: catches a linear mel handed to a log config (all values
+        >= 0 where a log-mel of audio has most values below zero), a log-mel handed to a linear
+        config (negative values), and any value below the floor the config can produce.
         """
-        if mel.numel() == 0:
-            return "the mel is empty"
-        if self.mean is not None:
-            return None  # standardised values can take any sign
-        lo = float(mel.min())
-        hi = float(mel.max())
-        k = self.kind
-        tol = 1e-4
-        if k == "none":
-            if lo < -1e-6 * max(1.0, abs(hi)):
-                return (
-                    f"negative values (min {lo:.4g}) in a mel whose config expects a linear mel; "
-                    "is it log-compressed? choose the matching preset or --config"
-                )
-            return None
-        if k in ("ln", "log10", "db"):
-            floor = float(self.encode(torch.zeros(1, 1, dtype=torch.float64)).item())
-            if lo < floor - tol * max(1.0, abs(floor)):
-                return (
-                    f"values down to {lo:.4g}, below the {k} floor {floor:.4g} this config produces; "
-                    "wrong preset or compression?"
-                )
-            if k != "db" and lo >= 0.0 and hi > 0.0:
-                return (
-                    f"all values are >= 0 (min {lo:.4g}, max {hi:.4g}): this looks like a linear mel, "
-                    f"but the config expects a {k}-compressed mel"
-                )
-            return None
-        if k == "log1p":
-            if lo < -1e-6:
-                return f"negative values (min {lo:.4g}) are impossible for log1p compression"
-            return None
-        if k == "whisper":
-            if hi - lo > WHISPER_RANGE / 4.0 + tol:
-                return (
-                    f"values span {hi - lo:.4g}, more than the 2.0 Whisper's encoding allows; "
-                    "not a Whisper log-mel?"
-                )
-            return None
-        # coqui
-        lo_ok = -self.max_norm if self.symmetric else 0.0
-        if self.clip_norm and (lo < lo_ok - tol or hi > self.max_norm + tol):
-            return (
-                f"values in [{lo:.4g}, {hi:.4g}] fall outside Coqui's normalised range "
-                f"[{lo_ok:g}, {self.max_norm:g}]"
-            )
-        return None
+        return self.check_range(mel, strict=True).error
+
+    # ------------------------------------------------------------------ texts
+    def describe(self) -> str:
+        """One line naming the compression, e.g. ``"ln, floor 1e-5 (-11.513)"``."""
+        text = self.codec.describe()
+        return text + ", standardised per bin (mean/std)" if self.mean is not None else text
+
+    def short(self) -> str:
+        """A short name for tables, e.g. ``"ln 1e-5"``, ``"dB floor 1e-10 top 80"``, ``"whisper"``."""
+        return self.codec.short()
 
 
 @dataclass(frozen=True)
@@ -590,7 +546,7 @@ class MelConfig:
     def describe(self) -> str:
         """One line naming the essentials, e.g. ``22050 Hz, n_fft 1024, hop 256, 80 mels ...``."""
         c = self.compression
-        comp = c.kind if c.kind in ("none", "log1p", "whisper", "coqui") else f"{c.kind} floor {c.floor:g}"
+        comp = c.codec.brief()
         return (
             f"{self.sample_rate} Hz, n_fft {self.n_fft}, hop {self.hop_length}, win {self.win_length}, "
             f"{self.n_mels} mels {self.fmin:g}-{self.fmax_hz:g} Hz ({self.mel_scale}, "

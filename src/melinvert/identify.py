@@ -26,6 +26,7 @@ lists that group.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import PRESETS, WHISPER_RANGE, Compression, MelConfig
+from .config import PRESETS, Compression, MelConfig
 from .errors import MelinvertError, check
 from .io import AUDIO_EXTENSIONS, LAYOUTS, MEL_EXTENSIONS, guess_mel_axis, read_audio, read_mel_file
 
@@ -93,6 +94,9 @@ class MelIdentity:
         Caveats (an ambiguous layout, no preset with this many bins, ...).
     recorded : MelConfig or None
         The config the file records, if it records one.
+    hint : str or None
+        When no preset fits but the compression is recognised (a librosa ``power_to_db``
+        mel): the settings to pass, in one line.
     """
 
     layout: str
@@ -108,6 +112,7 @@ class MelIdentity:
     matches: tuple[PresetMatch, ...]
     notes: tuple[str, ...] = ()
     recorded: MelConfig | None = None
+    hint: str | None = None
 
     @property
     def top(self) -> tuple[str, ...]:
@@ -151,6 +156,8 @@ class MelIdentity:
                 shown += 1
         else:
             lines.append("  presets that fit: none")
+        if self.hint:
+            lines.append(f"  hint: {self.hint}")
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -240,33 +247,12 @@ class _Profile:
     silence: np.ndarray | None  # (n_mels,) per bin, (1,) any bin; None: data-dependent
 
 
-def _num(x: float) -> str:
-    """``1e-05`` -> ``1e-5``; other numbers as ``:g``."""
-    e = math.log10(x) if x > 0 else 0.5
-    return f"1e{round(e)}" if abs(e - round(e)) < 1e-9 and abs(e) >= 4 else f"{x:g}"
-
-
 def _comp_label(c: Compression) -> str:
-    if c.kind in ("ln", "log10"):
-        fl = math.log(c.floor) if c.kind == "ln" else math.log10(c.floor)
-        return f"{c.kind}, floor {_num(c.floor)} ({fl:.5g})"
-    if c.kind == "db":
-        if c.top_db:
-            return f"dB ({c.multiplier:g}·log10), clipped at the maximum - {c.top_db:g} dB (top_db)"
-        return f"dB ({c.multiplier:g}·log10), floor {c.multiplier * math.log10(c.floor):.5g} dB"
-    if c.kind == "whisper":
-        return "Whisper log-mel (log10, range 8 below the maximum, (x + 4) / 4)"
-    if c.kind == "coqui":
-        lo = -c.max_norm if c.symmetric else 0.0
-        return f"Coqui normalised dB in [{lo:g}, {c.max_norm:g}] (min_level_db {c.min_level_db:g})"
-    if c.kind == "none":
-        return "linear (non-negative, no compression)"
-    return c.kind
+    return c.codec.describe()
 
 
 def _scalar_profile(comp: Compression, power: float) -> _Profile:
-    dependent = comp.kind == "whisper" or (comp.kind == "db" and comp.top_db)
-    sil = None if dependent else np.array([comp.silence_value()], dtype=np.float64)
+    sil = None if comp.codec.data_dependent else np.array([comp.silence_value()], dtype=np.float64)
     return _Profile(_comp_label(comp), comp, power, sil)
 
 
@@ -295,7 +281,7 @@ def _preset_profile(name: str) -> _Profile:
     cfg = PRESETS[name].config
     comp = cfg.compression
     label = _comp_label(comp)
-    if comp.kind == "whisper" or (comp.kind == "db" and comp.top_db) or comp.mean is not None:
+    if comp.codec.data_dependent or comp.mean is not None:
         return _Profile(label, comp, cfg.power, None)
     n = max(cfg.min_samples, cfg.n_fft) + 4 * cfg.hop_length
     mel = mel_spectrogram(np.zeros(n, dtype=np.float64), cfg)
@@ -304,14 +290,11 @@ def _preset_profile(name: str) -> _Profile:
 
 def _silence_mask(v: np.ndarray, prof: _Profile) -> np.ndarray:
     """Values sitting on the profile's silence level; ``v`` is (batch, n_mels, frames)."""
-    c = prof.compression
     if prof.silence is None:
-        if c.kind == "whisper":
-            level = v.max(axis=(1, 2), keepdims=True) - WHISPER_RANGE / 4.0
-        elif c.kind == "db" and c.top_db:
-            level = v.max(axis=(1, 2), keepdims=True) - c.top_db
-        else:
+        below = prof.compression.codec.silence_below_max
+        if below is None:
             return np.zeros(v.shape, dtype=bool)
+        level = v.max(axis=(1, 2), keepdims=True) - below
     else:
         sil = prof.silence
         if sil.shape[0] not in (1, v.shape[1]):
@@ -321,37 +304,21 @@ def _silence_mask(v: np.ndarray, prof: _Profile) -> np.ndarray:
     return np.abs(v - level) <= tol
 
 
-def _db_per_unit(c: Compression, power: float) -> float | None:
-    """How many dB one unit of the compressed value spans (None: not a fixed scale)."""
-    mag = 20.0 / power  # dB per decade of the mel: 20 for magnitude, 10 for power
-    if c.kind == "ln":
-        return mag / math.log(10.0)
-    if c.kind == "log10":
-        return mag
-    if c.kind == "db":
-        return 1.0
-    if c.kind == "whisper":
-        return 40.0
-    if c.kind == "coqui":
-        return -c.min_level_db / (2.0 * c.max_norm if c.symmetric else c.max_norm)
-    return None
-
-
 def _plausibility(v: np.ndarray, hits: np.ndarray, prof: _Profile) -> tuple[float, float | None]:
     """(prior in (0, 1], dynamic range in dB) of the non-silent values read with ``prof``."""
     rest = v[~hits]
     if rest.size < 8:
         return 0.5, None
-    c = prof.compression
+    codec = prof.compression.codec
     hi = float(rest.max())
-    if c.kind == "none":
+    if not codec.is_log:
         pos = rest[rest > 0]
         if pos.size < 8 or hi <= 0:
             return 0.5, None
         unit = 20.0 / prof.power
         db = unit * math.log10(hi / float(np.percentile(pos, 1)))
     else:
-        per = _db_per_unit(c, prof.power)
+        per = codec.db_per_unit(prof.power)
         if per is None:
             return 0.5, None
         db = per * (hi - float(np.percentile(rest, 1)))
@@ -409,7 +376,27 @@ def _hit_text(e: _Eval) -> str:
     return "no silence-level hits"
 
 
-def _analyse(v: np.ndarray) -> tuple[list[PresetMatch], tuple[str, str, float | None, float], float]:
+def _settings_hint(v: np.ndarray, prof: _Profile) -> str | None:
+    """What to pass for values no preset produces but whose compression is known (dB mels)."""
+    n_mels = v.shape[1]
+    bases = [n for n, p in PRESETS.items() if p.config.n_mels == n_mels and p.config.power == prof.power]
+    base = "librosa-default" if "librosa-default" in bases or not bases else bases[0]
+    got = prof.compression.codec.infer_settings(v, PRESETS[base].config.power)
+    if got is None:
+        return None
+    settings, notes = got
+    comp = json.dumps(settings)
+    more = "" if PRESETS[base].config.n_mels == n_mels else f" and its n_mels to {n_mels}"
+    return (
+        f"to invert it, save a config with 'melinvert presets {base} --json > mel.json', "
+        f'set its "compression" to {comp}{more}, match its STFT settings to those the mel was made '
+        f"with, and pass --config mel.json" + "".join(f"; {n}" for n in notes)
+    )
+
+
+def _analyse(
+    v: np.ndarray,
+) -> tuple[list[PresetMatch], tuple[str, str, float | None, float, str | None], float]:
     """Rank presets and guess the compression for mels-first values (batch, n_mels, frames)."""
     n_mels = v.shape[1]
     matches: list[PresetMatch] = []
@@ -423,23 +410,27 @@ def _analyse(v: np.ndarray) -> tuple[list[PresetMatch], tuple[str, str, float | 
             reason = f"{n_mels} bins, {_comp_label(preset.config.compression)}, {_hit_text(e)}"
             matches.append(PresetMatch(name, round(e.score, 4), reason))
     best_generic: tuple[float, str, str, float | None, float] = (-1.0, "unknown", "unknown", None, 0.0)
+    best_prof: _Profile | None = None
     for prof in _generic_profiles():
         e = _evaluate(v, prof)
         if e is not None and e.score > best_generic[0]:
             best_generic = (e.score, prof.compression.kind, prof.label, e.level, e.fraction)
+            best_prof = prof
     # A preset that explains more (ESPnet's epsilon silence) names the compression better.
     for name, e in evals.items():
         if e.score > best_generic[0] + 1e-9:
             comp = PRESETS[name].config.compression
             best_generic = (e.score, comp.kind, _comp_label(comp), e.level, e.fraction)
+            best_prof = None
     std_score, std_text = _standardised(v)
     if std_score > best_generic[0]:
         best_generic = (std_score, "standardised", f"standardised per bin (mean/std; {std_text})", None, 0.0)
+        best_prof = None
         for name, preset in PRESETS.items():
             c = preset.config
-            if c.n_mels == n_mels and c.compression.kind == "log10":
+            if c.n_mels == n_mels and c.compression.codec.commonly_standardised:
                 reason = (
-                    f"{n_mels} bins, log10 features standardised with dataset statistics "
+                    f"{n_mels} bins, {c.compression.kind} features standardised with dataset statistics "
                     f"({std_text}); pass them with --stats"
                 )
                 matches = [m for m in matches if m.preset != name]
@@ -447,7 +438,8 @@ def _analyse(v: np.ndarray) -> tuple[list[PresetMatch], tuple[str, str, float | 
     order = list(PRESETS)
     matches.sort(key=lambda m: (-m.score, order.index(m.preset)))
     score, kind, label, level, frac = best_generic
-    return matches, (kind, label, level, frac), score
+    hint = _settings_hint(v, best_prof) if best_prof is not None and not matches else None
+    return matches, (kind, label, level, frac, hint), score
 
 
 def identify_mel(
@@ -516,7 +508,7 @@ def identify_mel(
     else:
         v = v3 if layout == "mels-first" else np.ascontiguousarray(v3.transpose(0, 2, 1))
         matches, comp, _ = _analyse(v)
-    kind, label, level, frac = comp
+    kind, label, level, frac, hint = comp
     nb = v.shape[1]
     if not any(p.config.n_mels == nb for p in PRESETS.values()):
         notes.append(f"no preset has {nb} mel bins: describe it with --config FILE.json")
@@ -538,6 +530,7 @@ def identify_mel(
         matches=tuple(matches),
         notes=tuple(notes),
         recorded=recorded,
+        hint=hint,
     )
 
 

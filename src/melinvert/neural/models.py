@@ -32,10 +32,8 @@ def log_floor(config: MelConfig) -> float:
     The config's compression floor for the logarithmic kinds (so the model sees what the
     compressed mel kept), otherwise ``1e-5`` raised to the config's power.
     """
-    comp = config.compression
-    if comp.kind in ("ln", "log10", "db", "whisper", "coqui"):
-        return float(comp.floor)
-    return 1e-5**config.power
+    floor = config.compression.linear_floor
+    return floor if floor is not None else 1e-5**config.power
 
 
 class MelInput(nn.Module):
