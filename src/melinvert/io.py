@@ -276,7 +276,7 @@ class _RecordingFile:
                     return len(view)
                 check(n > 0, "the file took no bytes")
                 done += n
-        except (OSError, KeyboardInterrupt) as e:
+        except (OSError, ValueError, KeyboardInterrupt) as e:  # ValueError: closed
             return self._record(e, done)
         return done
 
@@ -287,21 +287,28 @@ class _RecordingFile:
             self._record(e, 0)
 
     def read(self, n: int = -1) -> bytes:
-        return self.f.read(n)
+        try:
+            return self.f.read(n)
+        except (OSError, ValueError) as e:
+            self._record(e, 0)
+            return b""
 
     def readinto(self, buf: Any) -> int | None:
-        return self.f.readinto(buf)  # type: ignore[attr-defined]
+        try:
+            return self.f.readinto(buf)  # type: ignore[attr-defined]
+        except (OSError, ValueError) as e:
+            return self._record(e, 0)
 
     def seek(self, offset: int, whence: int = 0) -> int:
         try:
             return self.f.seek(offset, whence)
-        except (OSError, KeyboardInterrupt) as e:
+        except (OSError, ValueError, KeyboardInterrupt) as e:  # ValueError: closed
             return self._record(e, -1)
 
     def tell(self) -> int:
         try:
             return self.f.tell()
-        except (OSError, KeyboardInterrupt) as e:
+        except (OSError, ValueError, KeyboardInterrupt) as e:  # ValueError: closed
             return self._record(e, -1)
 
     def seekable(self) -> bool:
@@ -327,16 +334,17 @@ def _write_files(
         for path, write in items:
             tmp, fd = _create_temp(path)
             temps.append((tmp, path))
-            with os.fdopen(fd, "wb") as raw:
-                f = _RecordingFile(raw)
-                try:
-                    write(f)  # type: ignore[arg-type]
-                    f.flush()
-                    os.fsync(raw.fileno())
-                except Exception as e:
-                    if isinstance(e, OSError) or isinstance(f.error, OSError):
-                        raise _write_error(path, f.error or e) from None
-                    raise
+            raw = os.fdopen(fd, "wb", buffering=0)  # unbuffered: a failed write shows at once
+            f = _RecordingFile(raw)
+            try:
+                write(f)  # type: ignore[arg-type]
+                os.fsync(raw.fileno())
+            except Exception as e:
+                if isinstance(e, OSError) or isinstance(f.error, OSError):
+                    raise _write_error(path, f.error or e) from None
+                raise
+            finally:
+                raw.close()
         for tmp, path in temps:
             _publish(tmp, path)
         _sync_folders(path.parent for path, _ in items)
