@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 import melinvert
-from melinvert import cli
+from melinvert import commands as cli
 from melinvert.config import PRESETS, MelConfig, get_preset
 from melinvert.io import load_mel, save_mel
 

@@ -19,6 +19,7 @@ import melinvert
 from melinvert.config import Compression, get_preset
 from melinvert.errors import MelinvertError
 from melinvert.io import (
+    TEMP_PATTERN,
     atomic_write,
     check_output,
     load_audio,
@@ -42,7 +43,7 @@ def _mel(tone, name: str = "hifigan-22k-80") -> np.ndarray:
 
 
 def _leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".part"))
+    return sorted(p.name for p in folder.iterdir() if TEMP_PATTERN.match(p.name))
 
 
 # ---------------------------------------------------------------------- audio

@@ -15,10 +15,10 @@ import scipy.optimize
 import torch
 from helpers import harmonic_noise, plain_methods, ref_filterbank
 
-MAGNITUDE = plain_methods()[0]
-
 import melinvert
 from melinvert import MelConfig, dsp, magnitude, registry
+
+MAGNITUDE = plain_methods()[0]
 
 # the tiny configs below have empty mel bands on purpose; librosa says so
 pytestmark = [

@@ -7,14 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import plain_methods
 
 import melinvert
 from melinvert import MelConfig, MelinvertError, metrics, optimize, pipeline
 from melinvert.dsp import FrameOps
 from melinvert.magnitude import decode_mel
 from melinvert.optimize import joint, lbfgs, mel_loss, stft_gd, wave_lbfgs
-
-from helpers import plain_methods
 
 OPTIMIZERS = plain_methods()[3]
 

@@ -20,10 +20,10 @@ import soundfile as sf
 import torch
 from helpers import harmonic_noise, plain_methods
 
-_, INIT, PHASE, _ = plain_methods()
-
 import melinvert
 from melinvert import MelConfig, dsp, phase
+
+_, INIT, PHASE, _ = plain_methods()
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -16,8 +16,7 @@ import torch
 from helpers import harmonic_noise
 
 import melinvert
-from melinvert import MelinvertError, dsp, metrics, pipeline
-from melinvert import registry
+from melinvert import MelinvertError, dsp, metrics, pipeline, registry
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -25,13 +25,11 @@ Ctrl-C or a crash ``--resume`` redoes exactly the unfinished pairs.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
 import os
 import platform
-import shlex
 import shutil
 import sys
 import time
@@ -321,14 +319,9 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 def append_record(path: Path, record: Mapping[str, Any]) -> None:
     """Append one JSON line and ``fsync`` it: a record is either whole or dropped on resume."""
-    line = json.dumps({k: _json_safe(v) for k, v in record.items()}, allow_nan=False) + "\n"
-    try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as e:
-        raise MelinvertError(f"cannot write {str(path)!r}: {e.strerror or e}") from None
+    from .io import append_text
+
+    append_text(path, json.dumps({k: _json_safe(v) for k, v in record.items()}, allow_nan=False) + "\n")
 
 
 # ---------------------------------------------------------------------- maths for the report
@@ -540,6 +533,68 @@ def _progress(total: int, initial: int) -> Any:
     )
 
 
+@dataclasses.dataclass
+class _Run:
+    """What a bench run has done so far (finished records, skips, failures) and its bar."""
+
+    settings: BenchSettings
+    done_pairs: dict[tuple[str, str], dict[str, Any]]
+    done_clips: dict[str, dict[str, Any]]
+    note: Callable[[str], None]
+    bar: Any = None
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    failed: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    pairs_run: int = 0
+
+    @property
+    def out(self) -> Path:
+        return self.settings.out_dir
+
+    def tell(self, msg: str) -> None:
+        """A notice that does not break the progress bar."""
+        with self.bar.external_write_mode(file=sys.stderr):
+            self.note(msg)
+
+    def record(self, rec: dict[str, Any]) -> None:
+        """Append a finished clip or pair to results.jsonl (after its files exist)."""
+        append_record(self.out / RESULTS_JSONL, rec)
+        if rec["kind"] == "pair":
+            self.done_pairs[(rec["clip"], rec["method"])] = rec
+        else:
+            self.done_clips[rec["clip"]] = rec
+
+
+def _checked_settings(settings: BenchSettings) -> BenchSettings:
+    """``settings`` with the methods deduplicated, after checking every name (before any work)."""
+    from .pipeline import parse_method
+
+    methods = list(dict.fromkeys(settings.methods))
+    check(bool(methods), "no methods given: pass --methods, e.g. --methods default,fast")
+    for m in methods:
+        check(
+            m != LIBROSA, f"{LIBROSA!r} is not a melinvert method; pass --with-librosa for the reference row"
+        )
+        parse_method(m)
+    if settings.with_librosa:
+        try:
+            import librosa  # noqa: F401
+        except ImportError:
+            raise MelinvertError(
+                "--with-librosa needs librosa, which is not installed: pip install librosa"
+            ) from None
+    return dataclasses.replace(settings, methods=methods)
+
+
+def _finished(records: Sequence[dict[str, Any]], out: Path, kind: str) -> dict[Any, dict[str, Any]]:
+    """The records of ``kind`` whose files are still there (a record whose files have gone
+    counts as unfinished), by clip (``clip``) or by (clip, method) (``pair``)."""
+    return {
+        (r["clip"], r["method"]) if kind == "pair" else r["clip"]: r
+        for r in records
+        if r["kind"] == kind and (out / r["audio"]).is_file() and (out / r["figure"]).is_file()
+    }
+
+
 def run_bench(
     settings: BenchSettings,
     *,
@@ -556,145 +611,140 @@ def run_bench(
     Returns
     -------
     BenchOutcome
-        ``interrupted`` is True after a Ctrl-C: what was finished is reported all the same.
+        ``interrupted`` is True after a Ctrl-C (or SIGTERM, when the caller turns it into a
+        ``KeyboardInterrupt``): what was finished is reported all the same.
     """
-    from .io import load_audio
-    from .metrics import score
-    from .pipeline import parse_method
     from .report import require_matplotlib
 
     require_matplotlib()
     load = load_average()
-    cfg = settings.config
-    methods = list(dict.fromkeys(settings.methods))
-    check(bool(methods), "no methods given: pass --methods, e.g. --methods default,fast")
-    for m in methods:
-        check(
-            m != LIBROSA, f"{LIBROSA!r} is not a melinvert method; pass --with-librosa for the reference row"
-        )
-        parse_method(m)  # an unknown name is an error before any work
-    if settings.with_librosa:
-        try:
-            import librosa  # noqa: F401
-        except ImportError:
-            raise MelinvertError(
-                "--with-librosa needs librosa, which is not installed: pip install librosa"
-            ) from None
-    settings = dataclasses.replace(settings, methods=methods)
+    settings = _checked_settings(settings)
     all_methods = settings.all_methods
-    out = settings.out_dir
-    clips = find_clips(settings.inputs, out)
+    clips = find_clips(settings.inputs, settings.out_dir)
     records = prepare_out_dir(settings)
-    jsonl = out / RESULTS_JSONL
-    done_pairs = {(r["clip"], r["method"]): r for r in records if r["kind"] == "pair"}
-    done_clips = {r["clip"]: r for r in records if r["kind"] == "clip"}
-    # A record whose files have gone counts as unfinished.
-    done_pairs = {
-        k: r for k, r in done_pairs.items() if (out / r["audio"]).is_file() and (out / r["figure"]).is_file()
-    }
-    done_clips = {
-        k: r for k, r in done_clips.items() if (out / r["audio"]).is_file() and (out / r["figure"]).is_file()
-    }
-    todo_total = len(clips) * len(all_methods)
-    resumed = sum(1 for c in clips for m in all_methods if (c.id, m) in done_pairs)
-    skipped: list[tuple[str, str]] = []
-    failed: list[tuple[str, str, str]] = []
-    pairs_run = 0
+    state = _Run(
+        settings,
+        _finished(records, settings.out_dir, "pair"),
+        _finished(records, settings.out_dir, "clip"),
+        note,
+    )
+    resumed = sum(1 for c in clips for m in all_methods if (c.id, m) in state.done_pairs)
+    state.bar = _progress(len(clips) * len(all_methods), resumed)
     interrupted = False
-    bar = _progress(todo_total, resumed)
-
-    def tell(msg: str) -> None:
-        with bar.external_write_mode(file=sys.stderr):
-            note(msg)
-
     try:
-        pending = {m for c in clips for m in all_methods if (c.id, m) not in done_pairs}
+        pending = {m for c in clips for m in all_methods if (c.id, m) not in state.done_pairs}
         if pending:
-            bar.set_postfix_str("warming up")
-            _warm_up([m for m in all_methods if m in pending], cfg, settings.device, settings.seed)
+            state.bar.set_postfix_str("warming up")
+            _warm_up(
+                [m for m in all_methods if m in pending], settings.config, settings.device, settings.seed
+            )
         for clip in clips:
-            todo = [m for m in all_methods if (clip.id, m) not in done_pairs]
-            if not todo and clip.id in done_clips:
-                continue
-            try:
-                ref, sr, notices = load_audio(clip.source, cfg.sample_rate)
-                check(
-                    ref.shape[0] >= cfg.min_samples,
-                    f"{ref.shape[0]} samples at {sr} Hz, fewer than the {cfg.min_samples} one frame needs",
-                )
-                check(bool(np.any(ref)), "the clip is silent (all zeros)")
-            except MelinvertError as e:
-                reason = str(e).replace(f"{str(clip.source)!r} ", "").replace(f"{clip.source}: ", "")
-                skipped.append((str(clip.source), reason))
-                tell(f"skipped {clip.source}: {reason}")
-                bar.update(len(todo))
-                continue
-            for n in notices:
-                tell(n)
-            clip_audio = out / AUDIO_DIR / clip.id / "original.wav"
-            clip_fig = out / FIGURES_DIR / clip.id / "original.png"
-            ref_db = mel_db(ref, cfg)
-            vmin, vmax = _display_range(ref_db)
-            if clip.id not in done_clips:
-                _save_wav(clip_audio, ref, sr)
-                _plot(clip_fig, ref_db, sr, cfg, f"{clip.id}: original", vmin, vmax, None)
-                rec = {
-                    "kind": "clip",
-                    "clip": clip.id,
-                    "source": str(clip.source),
-                    "sample_rate": sr,
-                    "audio_s": ref.shape[0] / sr,
-                    "audio": _rel(clip_audio, out),
-                    "figure": _rel(clip_fig, out),
-                }
-                append_record(jsonl, rec)
-                done_clips[clip.id] = rec
-            if not todo:
-                continue
-            inputs: dict[str, Any] = {}  # the mel, and the clip at its own rate, made once per clip
-            for m in todo:
-                bar.set_postfix_str(f"{clip.id} / {m}")
-                try:
-                    est, wall = _estimate(m, clip, ref, settings, inputs)
-                    scores = score(ref, est, sr, extras=settings.extras)
-                except MelinvertError as e:
-                    failed.append((clip.id, m, str(e)))
-                    tell(f"{clip.id} / {m} failed: {e}")
-                    bar.update(1)
-                    continue
-                notes = _pesq_stoi_notes(ref, est, sr, scores, settings.extras)
-                audio_path = out / AUDIO_DIR / clip.id / f"{m}.wav"
-                fig_path = out / FIGURES_DIR / clip.id / f"{m}.png"
-                notes += _save_wav(audio_path, est, sr)
-                n = min(ref.shape[0], est.shape[0])
-                est_db = mel_db(est[:n], cfg)
-                ref_db_n = ref_db if n == ref.shape[0] else mel_db(ref[:n], cfg)
-                _plot(fig_path, est_db, sr, cfg, f"{clip.id}: {m}", vmin, vmax, est_db - ref_db_n)
-                audio_s = ref.shape[0] / sr
-                rec = {
-                    "kind": "pair",
-                    "clip": clip.id,
-                    "method": m,
-                    "source": str(clip.source),
-                    "sample_rate": sr,
-                    "audio_s": audio_s,
-                    "wall_s": wall,
-                    "rtf": wall / audio_s,
-                    **{k: scores.get(k) for k in CSV_COLUMNS if k in scores and k != "duration_s"},
-                    "notes": "; ".join(notes),
-                    "audio": _rel(audio_path, out),
-                    "figure": _rel(fig_path, out),
-                }
-                append_record(jsonl, rec)
-                done_pairs[(clip.id, m)] = rec
-                pairs_run += 1
-                bar.update(1)
+            _bench_clip(clip, state)
     except KeyboardInterrupt:
         interrupted = True
     finally:
-        bar.close()
-    rows, summary = write_report(settings, clips, done_clips, done_pairs, skipped, failed, interrupted, load)
-    return BenchOutcome(rows, skipped, failed, interrupted, pairs_run, resumed, summary)
+        state.bar.close()
+    rows, summary = write_report(
+        settings, clips, state.done_clips, state.done_pairs, state.skipped, state.failed, interrupted, load
+    )
+    return BenchOutcome(rows, state.skipped, state.failed, interrupted, state.pairs_run, resumed, summary)
+
+
+def _bench_clip(clip: Clip, state: _Run) -> None:
+    """Every unfinished pair of one clip (and the clip's own WAV and figure, once)."""
+    from .io import load_audio
+
+    cfg, out = state.settings.config, state.out
+    todo = [m for m in state.settings.all_methods if (clip.id, m) not in state.done_pairs]
+    if not todo and clip.id in state.done_clips:
+        return
+    try:
+        ref, sr, notices = load_audio(clip.source, cfg.sample_rate)
+        check(
+            ref.shape[0] >= cfg.min_samples,
+            f"{ref.shape[0]} samples at {sr} Hz, fewer than the {cfg.min_samples} one frame needs",
+        )
+        check(bool(np.any(ref)), "the clip is silent (all zeros)")
+    except MelinvertError as e:
+        reason = str(e).replace(f"{str(clip.source)!r} ", "").replace(f"{clip.source}: ", "")
+        state.skipped.append((str(clip.source), reason))
+        state.tell(f"skipped {clip.source}: {reason}")
+        state.bar.update(len(todo))
+        return
+    for n in notices:
+        state.tell(n)
+    ref_db = mel_db(ref, cfg)
+    vmin, vmax = _display_range(ref_db)
+    if clip.id not in state.done_clips:
+        clip_audio = out / AUDIO_DIR / clip.id / "original.wav"
+        clip_fig = out / FIGURES_DIR / clip.id / "original.png"
+        _save_wav(clip_audio, ref, sr)
+        _plot(clip_fig, ref_db, sr, cfg, f"{clip.id}: original", vmin, vmax, None)
+        state.record(
+            {
+                "kind": "clip",
+                "clip": clip.id,
+                "source": str(clip.source),
+                "sample_rate": sr,
+                "audio_s": ref.shape[0] / sr,
+                "audio": _rel(clip_audio, out),
+                "figure": _rel(clip_fig, out),
+            }
+        )
+    inputs: dict[str, Any] = {}  # the mel, and the clip at its own rate, made once per clip
+    for m in todo:
+        state.bar.set_postfix_str(f"{clip.id} / {m}")
+        _bench_pair(clip, m, ref, sr, (ref_db, vmin, vmax), inputs, state)
+        state.bar.update(1)
+
+
+def _bench_pair(
+    clip: Clip,
+    m: str,
+    ref: np.ndarray,
+    sr: int,
+    display: tuple[np.ndarray, float, float],
+    inputs: dict[str, Any],
+    state: _Run,
+) -> None:
+    """One method on one clip: invert (timed), score, write the WAV and figure, record."""
+    from .metrics import score
+
+    settings, cfg, out = state.settings, state.settings.config, state.out
+    ref_db, vmin, vmax = display
+    try:
+        est, wall = _estimate(m, clip, ref, settings, inputs)
+        scores = score(ref, est, sr, extras=settings.extras)
+    except MelinvertError as e:
+        state.failed.append((clip.id, m, str(e)))
+        state.tell(f"{clip.id} / {m} failed: {e}")
+        return
+    notes = _pesq_stoi_notes(ref, est, sr, scores, settings.extras)
+    audio_path = out / AUDIO_DIR / clip.id / f"{m}.wav"
+    fig_path = out / FIGURES_DIR / clip.id / f"{m}.png"
+    notes += _save_wav(audio_path, est, sr)
+    n = min(ref.shape[0], est.shape[0])
+    est_db = mel_db(est[:n], cfg)
+    ref_db_n = ref_db if n == ref.shape[0] else mel_db(ref[:n], cfg)
+    _plot(fig_path, est_db, sr, cfg, f"{clip.id}: {m}", vmin, vmax, est_db - ref_db_n)
+    audio_s = ref.shape[0] / sr
+    state.record(
+        {
+            "kind": "pair",
+            "clip": clip.id,
+            "method": m,
+            "source": str(clip.source),
+            "sample_rate": sr,
+            "audio_s": audio_s,
+            "wall_s": wall,
+            "rtf": wall / audio_s,
+            **{k: scores.get(k) for k in CSV_COLUMNS if k in scores and k != "duration_s"},
+            "notes": "; ".join(notes),
+            "audio": _rel(audio_path, out),
+            "figure": _rel(fig_path, out),
+        }
+    )
+    state.pairs_run += 1
 
 
 def _estimate(
@@ -805,15 +855,7 @@ def write_report(
         The per-method table in Markdown.
     """
     from .io import write_text
-    from .report import (
-        ClipView,
-        PairView,
-        markdown_table,
-        plot_method_bars,
-        plot_quality_vs_rtf,
-        render_page,
-        write_csv,
-    )
+    from .report import markdown_table, render_page, write_csv
 
     out = settings.out_dir
     cfg = settings.config
@@ -821,35 +863,7 @@ def write_report(
     rows = [_csv_row(done_pairs[(c.id, m)]) for c in clips for m in methods if (c.id, m) in done_pairs]
     write_csv(out / RESULTS_CSV, CSV_COLUMNS, rows)
     table, ranking = summarise(rows, methods, cfg.sample_rate)
-
-    # Figures over methods.
-    figures: list[tuple[str, str]] = []
-    detail_figures: list[tuple[str, str]] = []
-    if table:
-        use_pesq = all(e["pesq_wb"] is not None for e in table)
-        qkey = "pesq_wb" if use_pesq else "log_mel_l1"
-        qlabel = "PESQ-WB (higher is better)" if use_pesq else "log-mel L1 (lower is better)"
-        means = [(e["method"], e["rtf"], e[qkey]) for e in table if e["rtf"] and e[qkey] is not None]
-        per_clip = [(r["method"], r["rtf"], r[qkey]) for r in rows if r.get(qkey) is not None and r["rtf"]]
-        p = plot_quality_vs_rtf(
-            out / FIGURES_DIR / "quality_vs_rtf.png", means, per_clip, quality_label=qlabel
-        )
-        figures.append(
-            (_rel(p, out), f"{qlabel} against real-time factor, per method (large) and clip (small)")
-        )
-        for e in table:
-            m = e["method"]
-            mine = [r for r in rows if r["method"] == m]
-            cols = {k: [r.get(k) for r in mine] for k in _BAR_KEYS}
-            p = plot_method_bars(
-                out / FIGURES_DIR / f"method_{m}.png",
-                m,
-                [r["clip"] for r in mine],
-                cols,
-                means={k: e.get(k) for k in _BAR_KEYS},
-            )
-            detail_figures.append((_rel(p, out), f"{m}: scores per clip (dashed: mean)"))
-
+    figures, detail_figures = _summary_figures(out, table, rows)
     notes = _notes(settings, rows, interrupted, failed)
     total_s = sum(float(r["audio_s"]) for r in done_clips.values() if r["clip"] in {c.id for c in clips})
     n_clips = len([c for c in clips if c.id in done_clips])
@@ -861,7 +875,71 @@ def write_report(
     ]
     machine = machine_lines(settings.device, load_at_start)
     summary_md = markdown_table(SUMMARY_COLUMNS, table) if table else "(no pair finished)"
+    md = _summary_markdown(settings, intro, summary_md, ranking, skipped, notes, machine)
+    write_text(out / SUMMARY_MD, md, overwrite=True)
+    page = render_page(
+        title=f"melinvert bench: {cfg.name or 'custom config'}",
+        intro=intro,
+        summary_columns=SUMMARY_COLUMNS,
+        summary_rows=table,
+        ranking_note=ranking,
+        figures=figures,
+        clips=_clip_views(clips, methods, done_clips, done_pairs),
+        detail_figures=detail_figures,
+        skipped=skipped,
+        notes=notes,
+        machine=machine,
+        command=settings.command,
+        links=[(RESULTS_CSV, "results.csv"), (SUMMARY_MD, "summary.md")],
+    )
+    write_text(out / INDEX_HTML, page, overwrite=True)
+    return rows, summary_md
 
+
+def _summary_figures(
+    out: Path, table: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Quality against real-time factor over the methods, and one bar chart per method:
+    ``(figures, detail_figures)`` as (relative path, caption) pairs."""
+    from .report import plot_method_bars, plot_quality_vs_rtf
+
+    figures: list[tuple[str, str]] = []
+    detail_figures: list[tuple[str, str]] = []
+    if not table:
+        return figures, detail_figures
+    use_pesq = all(e["pesq_wb"] is not None for e in table)
+    qkey = "pesq_wb" if use_pesq else "log_mel_l1"
+    qlabel = "PESQ-WB (higher is better)" if use_pesq else "log-mel L1 (lower is better)"
+    means = [(e["method"], e["rtf"], e[qkey]) for e in table if e["rtf"] and e[qkey] is not None]
+    per_clip = [(r["method"], r["rtf"], r[qkey]) for r in rows if r.get(qkey) is not None and r["rtf"]]
+    p = plot_quality_vs_rtf(out / FIGURES_DIR / "quality_vs_rtf.png", means, per_clip, quality_label=qlabel)
+    figures.append((_rel(p, out), f"{qlabel} against real-time factor, per method (large) and clip (small)"))
+    for e in table:
+        m = e["method"]
+        mine = [r for r in rows if r["method"] == m]
+        cols = {k: [r.get(k) for r in mine] for k in _BAR_KEYS}
+        p = plot_method_bars(
+            out / FIGURES_DIR / f"method_{m}.png",
+            m,
+            [r["clip"] for r in mine],
+            cols,
+            means={k: e.get(k) for k in _BAR_KEYS},
+        )
+        detail_figures.append((_rel(p, out), f"{m}: scores per clip (dashed: mean)"))
+    return figures, detail_figures
+
+
+def _summary_markdown(
+    settings: BenchSettings,
+    intro: Sequence[str],
+    summary_md: str,
+    ranking: str,
+    skipped: Sequence[tuple[str, str]],
+    notes: Sequence[str],
+    machine: Sequence[str],
+) -> str:
+    """The text of summary.md."""
+    cfg = settings.config
     md = [f"# melinvert bench: {cfg.name or 'custom config'}", "", *[f"{line}  " for line in intro], ""]
     md += ["## Per-method means", "", summary_md, "", ranking, ""]
     if skipped:
@@ -873,7 +951,17 @@ def write_report(
     md += ["## Machine", ""] + [f"- {m}" for m in machine] + [""]
     md += ["## Command", "", "```", settings.command, "```", ""]
     md += [f"Per-pair rows: `{RESULTS_CSV}`; listening page: `{INDEX_HTML}`.", ""]
-    write_text(out / SUMMARY_MD, "\n".join(md), overwrite=True)
+    return "\n".join(md)
+
+
+def _clip_views(
+    clips: Sequence[Clip],
+    methods: Sequence[str],
+    done_clips: Mapping[str, Mapping[str, Any]],
+    done_pairs: Mapping[tuple[str, str], Mapping[str, Any]],
+) -> list[Any]:
+    """The listening page's clips: each finished clip with its finished pairs."""
+    from .report import ClipView, PairView
 
     views = []
     for c in clips:
@@ -896,23 +984,7 @@ def write_report(
                 pairs,
             )
         )
-    page = render_page(
-        title=f"melinvert bench: {cfg.name or 'custom config'}",
-        intro=intro,
-        summary_columns=SUMMARY_COLUMNS,
-        summary_rows=table,
-        ranking_note=ranking,
-        figures=figures,
-        clips=views,
-        detail_figures=detail_figures,
-        skipped=skipped,
-        notes=notes,
-        machine=machine,
-        command=settings.command,
-        links=[(RESULTS_CSV, "results.csv"), (SUMMARY_MD, "summary.md")],
-    )
-    write_text(out / INDEX_HTML, page, overwrite=True)
-    return rows, summary_md
+    return views
 
 
 def _notes(
@@ -957,75 +1029,3 @@ def _notes(
     for clip, m, err in failed:
         notes.append(f"{clip} / {m} failed: {err}")
     return notes
-
-
-# ---------------------------------------------------------------------- the command
-
-
-def command_line(args: argparse.Namespace) -> str:
-    """The command line: as typed when run from the ``melinvert`` script (or ``python -m
-    melinvert``), else the ``melinvert bench`` command equivalent to ``args``."""
-    argv = sys.argv
-    script = os.path.basename(argv[0]) if argv else ""
-    from_script = script == "melinvert" or (script == "__main__.py" and "melinvert" in argv[0])
-    if from_script and len(argv) > 1 and argv[1] == "bench":
-        return shlex.join(["melinvert", *argv[1:]])
-    parts = ["melinvert", "bench", *[os.fspath(i) for i in args.inputs]]
-    if getattr(args, "preset", None):
-        parts += ["--preset", args.preset]
-    if getattr(args, "config", None):
-        parts += ["--config", os.fspath(args.config)]
-    if getattr(args, "stats", None):
-        parts += ["--stats", os.fspath(args.stats)]
-    parts += ["--methods", args.methods, "-o", os.fspath(args.output)]
-    if args.with_librosa:
-        parts.append("--with-librosa")
-    if args.no_extras:
-        parts.append("--no-extras")
-    if args.seed != 0:
-        parts += ["--seed", str(args.seed)]
-    if args.device != "auto":
-        parts += ["--device", args.device]
-    if args.resume:
-        parts.append("--resume")
-    if args.overwrite:
-        parts.append("--overwrite")
-    return shlex.join(parts)
-
-
-def cmd_bench(args: argparse.Namespace, ui: Any) -> int:
-    """``melinvert bench``: run, report, and return 0 (or 130 after Ctrl-C, 2 if no clip ran)."""
-    from .cli import config_from_args
-    from .report import require_matplotlib
-
-    require_matplotlib()
-    cfg = config_from_args(args, required=True)
-    assert cfg is not None
-    methods = [m.strip() for m in str(args.methods).split(",") if m.strip()]
-    settings = BenchSettings(
-        inputs=args.inputs,
-        config=cfg,
-        methods=methods,
-        out_dir=Path(args.output),
-        device=args.device,
-        seed=args.seed,
-        extras=not args.no_extras,
-        with_librosa=args.with_librosa,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        command=command_line(args),
-    )
-    result = run_bench(settings, note=ui.note)
-    out = settings.out_dir
-    ui.out(result.summary)
-    ui.out(
-        f"{result.pairs_run} pairs run, {result.pairs_resumed} resumed, {len(result.skipped)} clips skipped; "
-        f"wrote {out / RESULTS_CSV}, {out / SUMMARY_MD}, {out / INDEX_HTML}"
-    )
-    if result.interrupted:
-        ui.error(f"interrupted: the page shows the finished pairs; rerun with --resume to finish ({out})")
-        return 130
-    if not result.rows:
-        ui.error(f"no clip could be benchmarked; see {out / SUMMARY_MD}")
-        return 2
-    return 0

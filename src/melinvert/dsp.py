@@ -447,7 +447,9 @@ def power_law(squared: torch.Tensor, config: MelConfig, *, extra_eps: float = 0.
     epsilon (so that ``|X|`` is differentiable at zero); 0 reproduces the config exactly.
     """
     if config.mag_eps > 0:
-        squared = squared + config.mag_eps if config.mag_eps_mode == "add" else squared.clamp_min(config.mag_eps)
+        squared = (
+            squared + config.mag_eps if config.mag_eps_mode == "add" else squared.clamp_min(config.mag_eps)
+        )
     elif extra_eps:
         squared = squared + extra_eps
     if config.power == 2:

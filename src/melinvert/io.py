@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import re
 import struct
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -149,59 +148,209 @@ def _umask() -> int:
     return mask
 
 
+#: Temporary files of the writers: ``.NAME.melinvert-tmp-PID-TOKEN`` next to the output ``NAME``.
+TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.melinvert-tmp-(?P<pid>\d+)-[0-9a-f]+$")
+_SWEPT: set[str] = set()
+
+
+def _write_error(path: PathLike, e: BaseException) -> MelinvertError:
+    """``cannot write 'PATH': REASON`` for an OSError (or what a library made of one)."""
+    reason = getattr(e, "strerror", None) or _one_line(e)
+    return MelinvertError(f"cannot write {os.fspath(path)!r}: {reason}")
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix":  # no cheap, harmless liveness test: never judge a file stale
+        return True
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
+def sweep_stale_temps(folder: PathLike, *, force: bool = False) -> list[Path]:
+    """Remove the temporary files that writers killed mid-write left in ``folder``.
+
+    A file is stale when its name has the writers' pattern (:data:`TEMP_PATTERN`) and the
+    process id in it is not alive (on this machine). Each folder is swept once per process
+    unless ``force``. Files that cannot be removed are left alone.
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    key = os.path.realpath(folder)
+    if key in _SWEPT and not force:
+        return []
+    _SWEPT.add(key)
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    for name in names:
+        m = TEMP_PATTERN.match(name)
+        if m is None or _pid_alive(int(m["pid"])):
+            continue
+        try:
+            os.unlink(os.path.join(folder, name))
+            removed.append(Path(folder) / name)
+        except OSError:
+            pass
+    return removed
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MelinvertError(
+            f"cannot create output folder {str(folder)!r}: {e.strerror or _one_line(e)}"
+        ) from None
+
+
+def _create_temp(path: Path) -> tuple[Path, int]:
+    """A new temporary file next to ``path`` (stale ones swept first): its path and an open fd."""
+    _make_folder(path.parent)
+    sweep_stale_temps(path.parent)
+    tmp = path.with_name(f".{path.name}.melinvert-tmp-{os.getpid()}-{os.urandom(4).hex()}")
+    try:
+        return tmp, os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as e:
+        raise _write_error(path, e) from None
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """Give ``tmp`` the mode every output gets (0666 less the umask) and move it onto ``path``."""
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise _write_error(path, e) from None
+
+
+def _sync_folders(folders: Iterable[Path]) -> None:
+    for folder in {str(f) for f in folders}:
+        try:  # make the renames durable; not every file system allows it
+            dfd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+
+
+class _RecordingFile:
+    """A binary file that remembers the first OSError (or interrupt) its writes met.
+
+    Libraries wrap a failed write into their own exception (torch) or into a short count
+    (libsndfile's virtual I/O, when ``swallow``: an exception must not escape its callback);
+    the recorded error names the real reason.
+    """
+
+    def __init__(self, f: IO[bytes], *, swallow: bool = False) -> None:
+        self.f = f
+        self.swallow = swallow
+        self.error: BaseException | None = None
+
+    def _record(self, e: BaseException, fallback: int) -> int:
+        self.error = self.error or e
+        if self.swallow:
+            return fallback
+        raise e
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < len(view):  # a raw file may take part of it: the rest shows the reason
+                n = self.f.write(view[done:])
+                if n is None:
+                    return len(view)
+                check(n > 0, "the file took no bytes")
+                done += n
+        except (OSError, ValueError, KeyboardInterrupt) as e:  # ValueError: closed
+            return self._record(e, done)
+        return done
+
+    def flush(self) -> None:
+        try:
+            self.f.flush()
+        except OSError as e:
+            self._record(e, 0)
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.f.read(n)
+        except (OSError, ValueError) as e:
+            self._record(e, 0)
+            return b""
+
+    def readinto(self, buf: Any) -> int | None:
+        try:
+            return self.f.readinto(buf)  # type: ignore[attr-defined]
+        except (OSError, ValueError) as e:
+            return self._record(e, 0)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        try:
+            return self.f.seek(offset, whence)
+        except (OSError, ValueError, KeyboardInterrupt) as e:  # ValueError: closed
+            return self._record(e, -1)
+
+    def tell(self) -> int:
+        try:
+            return self.f.tell()
+        except (OSError, ValueError, KeyboardInterrupt) as e:  # ValueError: closed
+            return self._record(e, -1)
+
+    def seekable(self) -> bool:
+        return True
+
+
 def _write_files(
     items: Sequence[tuple[Path, Callable[[IO[bytes]], None]]],
     *,
     overwrite: bool,
     protect: Iterable[PathLike],
 ) -> None:
-    """Write several files atomically: all temporaries first, then one ``os.replace`` each."""
+    """Write several files atomically: all temporaries first, then one ``os.replace`` each.
+
+    A write that fails for a system reason (full disk, read-only folder) raises
+    ``MelinvertError("cannot write 'PATH': REASON")``; nothing is left behind either way.
+    """
     protect = list(protect)
     for path, _ in items:
         check_output(path, overwrite=overwrite, protect=protect)
-    temps: list[tuple[str, Path]] = []
+    temps: list[tuple[Path, Path]] = []
     try:
         for path, write in items:
-            folder = path.parent
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise MelinvertError(
-                    f"cannot create output folder {str(folder)!r}: {e.strerror or _one_line(e)}"
-                ) from None
-            try:
-                fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".part")
-            except OSError as e:
-                raise MelinvertError(
-                    f"cannot write to folder {str(folder)!r}: {e.strerror or _one_line(e)}"
-                ) from None
+            tmp, fd = _create_temp(path)
             temps.append((tmp, path))
+            raw = os.fdopen(fd, "wb", buffering=0)  # unbuffered: a failed write shows at once
+            f = _RecordingFile(raw)
             try:
-                with os.fdopen(fd, "wb") as f:
-                    write(f)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.chmod(tmp, 0o666 & ~_umask())
-            except OSError as e:
-                raise MelinvertError(f"cannot write {str(path)!r}: {e.strerror or _one_line(e)}") from None
+                write(f)  # type: ignore[arg-type]
+                os.fsync(raw.fileno())
+            except Exception as e:
+                if isinstance(e, OSError) or isinstance(f.error, OSError):
+                    raise _write_error(path, f.error or e) from None
+                raise
+            finally:
+                raw.close()
         for tmp, path in temps:
-            try:
-                os.replace(tmp, path)
-            except OSError as e:
-                raise MelinvertError(f"cannot write {str(path)!r}: {e.strerror or _one_line(e)}") from None
-        for folder in {str(path.parent) for path, _ in items}:
-            try:  # make the rename durable; not every file system allows it
-                dfd = os.open(folder, os.O_RDONLY)
-                try:
-                    os.fsync(dfd)
-                finally:
-                    os.close(dfd)
-            except OSError:
-                pass
+            _publish(tmp, path)
+        _sync_folders(path.parent for path, _ in items)
     finally:
         for tmp, _ in temps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            tmp.unlink(missing_ok=True)
 
 
 def atomic_write(
@@ -241,6 +390,23 @@ def write_text(
     """Atomically write UTF-8 text (see :func:`atomic_write`)."""
     data = text.encode("utf-8")
     return atomic_write(path, lambda f: f.write(data), overwrite=overwrite, protect=protect)
+
+
+def append_text(path: PathLike, text: str) -> None:
+    """Append UTF-8 ``text`` to a file (created if missing) and ``fsync`` it.
+
+    For logs and record files read line by line: a line cut short by a crash is the reader's
+    to drop. A failure (full disk, read-only folder) is ``MelinvertError("cannot write ...")``.
+    """
+    p = Path(path)
+    _make_folder(p.parent)
+    try:
+        with open(p, "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise _write_error(p, e) from None
 
 
 def find_inputs(
@@ -476,6 +642,221 @@ def load_audio(path: PathLike, sample_rate: int | None = None) -> tuple[np.ndarr
     return np.ascontiguousarray(y, dtype=np.float32), sr, notices
 
 
+def _check_audio_target(p: Path, subtype: str, sample_rate: Any) -> str:
+    """Validate an audio output's format, subtype and rate; return soundfile's subtype."""
+    ext = p.suffix.lower()
+    check(
+        ext in _AUDIO_FORMATS,
+        f"{str(p)!r}: cannot write audio format {ext or '(no extension)'!r}; "
+        f"use {', '.join(AUDIO_EXTENSIONS)}",
+    )
+    check(subtype in _AUDIO_SUBTYPES, f"{subtype=} must be one of {', '.join(_AUDIO_SUBTYPES)}")
+    check(
+        not (ext == ".flac" and subtype == "FLOAT"),
+        f"{str(p)!r}: FLAC cannot store float samples; use .wav or subtype PCM_16/PCM_24",
+    )
+    check(
+        isinstance(sample_rate, (int, np.integer)) and not isinstance(sample_rate, bool) and sample_rate >= 1,
+        f"{sample_rate=} must be an integer >= 1 (Hz)",
+    )
+    return "VORBIS" if ext == ".ogg" else subtype
+
+
+def _audio_array(y: Any, p: Path) -> np.ndarray:
+    """``y`` as a float32 array ``(samples,)`` or ``(channels, samples)``, checked finite."""
+    if hasattr(y, "detach"):
+        y = y.detach().cpu().numpy()
+    a = np.asarray(y)
+    check(a.dtype.kind == "f", f"audio must be floating point, got dtype {a.dtype}")
+    check(a.ndim in (1, 2), f"audio must be shaped (samples,) or (channels, samples), got {a.shape}")
+    check(bool(np.isfinite(a).all()), f"audio to write to {str(p)!r} contains NaN or Inf")
+    return a.astype(np.float32, copy=False)
+
+
+class AudioWriter:
+    """Write audio block by block, atomically: the one audio writer of every command.
+
+    The blocks go to a temporary file ``.NAME.melinvert-tmp-PID-TOKEN`` in the output's folder
+    (stale ones, whose process is gone, are removed first: :func:`sweep_stale_temps`); when the
+    ``with`` block ends without an exception the file is closed, ``fsync``-ed, given mode
+    ``0666`` less the umask (as every output) and moved onto ``path`` with ``os.replace``. An
+    existing output survives until then; on any exception (``KeyboardInterrupt`` included) the
+    temporary file is removed and nothing else changes. Integer formats and Vorbis clip to
+    [-1, 1], counted over the whole file: :attr:`notices` then holds one line.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        ``.wav``, ``.flac`` or ``.ogg`` (Vorbis; ``subtype`` is then ignored).
+    sample_rate : int
+        Hz.
+    subtype : {"PCM_16", "PCM_24", "FLOAT"}
+    channels : int
+    overwrite : bool
+        Allow replacing an existing file (never one of ``protect``).
+    protect : iterable of paths
+        Input files that must never be replaced.
+
+    Examples
+    --------
+    >>> with AudioWriter("out.wav", 22050) as w:  # doctest: +SKIP
+    ...     for block in blocks:              # (samples,) float arrays or tensors
+    ...         w.write(block)
+    >>> w.notices                               # doctest: +SKIP
+    ['out.wav: clipped 12 samples (0.0011%) to [-1, 1] (peak 1.07)']
+
+    A failure to write (full disk, read-only folder) raises
+    ``MelinvertError("cannot write 'PATH': REASON")``. :meth:`commit` publishes early (e.g. a
+    partial result before re-raising ``KeyboardInterrupt``); :meth:`abort` discards.
+    """
+
+    def __init__(
+        self,
+        path: PathLike,
+        sample_rate: int,
+        subtype: str = "PCM_16",
+        *,
+        channels: int = 1,
+        overwrite: bool = False,
+        protect: Iterable[PathLike] = (),
+    ) -> None:
+        self.path = Path(path)
+        self.sf_subtype = _check_audio_target(self.path, subtype, sample_rate)
+        check(isinstance(channels, int) and channels >= 1, f"{channels=} must be an integer >= 1")
+        self.sample_rate = int(sample_rate)
+        self.channels = channels
+        self.overwrite = overwrite
+        self.protect = list(protect)
+        #: Samples per channel written so far.
+        self.frames = 0
+        #: Notices (clipping), complete after :meth:`commit`.
+        self.notices: list[str] = []
+        self.committed = False
+        self._clipped = 0
+        self._peak = 0.0
+        self._tmp: Path | None = None
+        self._raw: IO[bytes] | None = None
+        self._file: _RecordingFile | None = None
+        self._sf: Any = None
+
+    def __enter__(self) -> AudioWriter:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+    def open(self) -> None:
+        """Check the output and create the temporary file."""
+        import soundfile as sf
+
+        check_output(self.path, overwrite=self.overwrite, protect=self.protect)
+        self._tmp, fd = _create_temp(self.path)
+        try:
+            self._raw = os.fdopen(fd, "w+b", buffering=0)  # a failed write shows at once
+            self._file = _RecordingFile(self._raw, swallow=True)
+            self._sf = self._io(
+                lambda: sf.SoundFile(
+                    self._file,
+                    "w",
+                    samplerate=self.sample_rate,
+                    channels=self.channels,
+                    subtype=self.sf_subtype,
+                    format=_AUDIO_FORMATS[self.path.suffix.lower()],
+                )
+            )
+        except BaseException:
+            self.abort()
+            raise
+
+    def _io(self, action: Callable[[], Any]) -> Any:
+        """Run a soundfile call; a system error (raised, or a short write libsndfile let pass)
+        becomes ``cannot write 'PATH': REASON``; an interrupt met inside a write is re-raised."""
+        import soundfile as sf
+
+        try:
+            result = action()
+        except Exception as e:  # soundfile asserts on a short write: the recorded error says why
+            if (self._file is not None and self._file.error is not None) or isinstance(
+                e, (OSError, sf.SoundFileError)
+            ):
+                self._fail(e)
+            raise
+        if self._file is not None and self._file.error is not None:
+            self._fail(self._file.error)
+        return result
+
+    def _fail(self, e: BaseException) -> None:
+        err = (self._file.error if self._file is not None else None) or e
+        if isinstance(err, KeyboardInterrupt):
+            raise err
+        raise _write_error(self.path, err) from None
+
+    def write(self, block: Any) -> None:
+        """Append ``block`` [shape=(samples,) or (channels, samples), float, array or tensor]."""
+        check(self._sf is not None and not self.committed, f"{str(self.path)!r} is not open for writing")
+        a = _audio_array(block, self.path)
+        if a.ndim == 1:
+            a = a[None]
+        check(
+            a.shape[0] == self.channels,
+            f"a block of {a.shape[0]} channels for {str(self.path)!r}, opened for {self.channels}",
+        )
+        if a.size and self.sf_subtype != "FLOAT":
+            self._peak = max(self._peak, float(np.abs(a).max()))
+            over = int(np.count_nonzero(np.abs(a) > 1.0))
+            if over:
+                self._clipped += over
+                a = np.clip(a, -1.0, 1.0)
+        self._io(lambda: self._sf.write(np.ascontiguousarray(a.T)))
+        self.frames += a.shape[1]
+
+    def commit(self) -> Path:
+        """Finish the file and move it onto ``path`` (idempotent); returns ``path``."""
+        if self.committed:
+            return self.path
+        try:
+            check(self._sf is not None, f"{str(self.path)!r} is not open for writing")
+            check(self.frames > 0, f"no audio was written to {str(self.path)!r}")
+            assert self._raw is not None and self._tmp is not None
+            self._io(self._sf.close)
+            self._io(self._raw.flush)
+            self._io(lambda: os.fsync(self._raw.fileno()))  # type: ignore[union-attr]
+            self._raw.close()
+            _publish(self._tmp, self.path)
+            _sync_folders([self.path.parent])
+        except BaseException:
+            self.abort()
+            raise
+        self.committed = True
+        self._tmp = None
+        if self._clipped:
+            total = self.frames * self.channels
+            self.notices.append(
+                f"{os.fspath(self.path)}: clipped {self._clipped} samples ({100 * self._clipped / total:.2g}%) "
+                f"to [-1, 1] (peak {self._peak:.3g})"
+            )
+        return self.path
+
+    def abort(self) -> None:
+        """Discard what was written: the temporary file goes, an existing output stays."""
+        if self.committed:
+            return
+        for close in (getattr(self._sf, "close", None), getattr(self._raw, "close", None)):
+            try:
+                if close is not None:
+                    close()
+            except Exception:  # the file is being discarded: its close errors do not matter
+                pass
+        self._sf = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+            self._tmp = None
+
+
 def save_audio(
     path: PathLike,
     y: Any,
@@ -485,7 +866,7 @@ def save_audio(
     *,
     protect: Iterable[PathLike] = (),
 ) -> list[str]:
-    """Write audio atomically.
+    """Write audio atomically (one block through :class:`AudioWriter`).
 
     Parameters
     ----------
@@ -507,53 +888,21 @@ def save_audio(
     list of str
         Notices (clipping).
     """
-    import soundfile as sf
-
     p = Path(path)
-    ext = p.suffix.lower()
-    check(
-        ext in _AUDIO_FORMATS,
-        f"{str(p)!r}: cannot write audio format {ext or '(no extension)'!r}; "
-        f"use {', '.join(AUDIO_EXTENSIONS)}",
-    )
-    check(subtype in _AUDIO_SUBTYPES, f"{subtype=} must be one of {', '.join(_AUDIO_SUBTYPES)}")
-    check(
-        not (ext == ".flac" and subtype == "FLOAT"),
-        f"{str(p)!r}: FLAC cannot store float samples; use .wav or subtype PCM_16/PCM_24",
-    )
-    check(
-        isinstance(sample_rate, (int, np.integer)) and not isinstance(sample_rate, bool) and sample_rate >= 1,
-        f"{sample_rate=} must be an integer >= 1 (Hz)",
-    )
-    if hasattr(y, "detach"):
-        y = y.detach().cpu().numpy()
-    a = np.asarray(y)
-    check(a.dtype.kind == "f", f"audio must be floating point, got dtype {a.dtype}")
-    check(a.ndim in (1, 2), f"audio must be shaped (samples,) or (channels, samples), got {a.shape}")
+    _check_audio_target(p, subtype, sample_rate)
+    a = _audio_array(y, p)
     check(a.size > 0, f"audio to write to {str(p)!r} is empty (shape {a.shape})")
-    check(bool(np.isfinite(a).all()), f"audio to write to {str(p)!r} contains NaN or Inf")
-    a = a.astype(np.float32)
-    notices: list[str] = []
-    if ext == ".ogg":
-        sf_subtype = "VORBIS"
-    else:
-        sf_subtype = subtype
-    if sf_subtype != "FLOAT":
-        over = int(np.count_nonzero(np.abs(a) > 1.0))
-        if over:
-            notices.append(
-                f"{os.fspath(p)}: clipped {over} samples ({100 * over / a.size:.2g}%) to [-1, 1] "
-                f"(peak {float(np.abs(a).max()):.3g})"
-            )
-            a = np.clip(a, -1.0, 1.0)
-    frames = a if a.ndim == 1 else a.T
-    fmt = _AUDIO_FORMATS[ext]
-
-    def write(f: IO[bytes]) -> None:
-        sf.write(f, frames, int(sample_rate), subtype=sf_subtype, format=fmt)
-
-    atomic_write(p, write, overwrite=overwrite, protect=protect)
-    return notices
+    writer = AudioWriter(
+        p,
+        sample_rate,
+        subtype,
+        channels=1 if a.ndim == 1 else a.shape[0],
+        overwrite=overwrite,
+        protect=protect,
+    )
+    with writer:
+        writer.write(a)
+    return writer.notices
 
 
 # ---------------------------------------------------------------------- mel files

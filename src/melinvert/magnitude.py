@@ -93,7 +93,9 @@ def nnls_solve(
     p = (op.pinv[lo:hi] @ m).clamp_min_(0.0)
     y = p
     t = 1.0
-    m_norm = torch.linalg.vector_norm(m, dim=(-2, -1)).clamp_min(torch.finfo(m.dtype).tiny) if callback else None
+    m_norm = (
+        torch.linalg.vector_norm(m, dim=(-2, -1)).clamp_min(torch.finfo(m.dtype).tiny) if callback else None
+    )
     for i in range(n_iter):
         r = fb @ y - m
         p_next = torch.sub(y, fbt @ r, alpha=step).clamp_min_(0.0)
@@ -171,18 +173,28 @@ def _stage(fn: Callable[..., torch.Tensor]) -> Callable[..., State]:
 
 
 registry.register(
-    "transpose", "magnitude", _stage(transpose),
+    "transpose",
+    "magnitude",
+    _stage(transpose),
     description="normalised transpose of the filterbank (fast, smooth, biased)",
 )
 registry.register(
-    "pinv", "magnitude", _stage(pinv),
+    "pinv",
+    "magnitude",
+    _stage(pinv),
     description="pseudo-inverse clipped at zero (what librosa's unsolved NNLS returns)",
 )
 registry.register(
-    "nnls", "magnitude", _stage(nnls), params={"iters": 36},
+    "nnls",
+    "magnitude",
+    _stage(nnls),
+    params={"iters": 36},
     description="non-negative least squares solved by FISTA from the clipped pseudo-inverse",
 )
 registry.register(
-    "gd", "magnitude", _stage(gd), params={"iters": 100, "lr": 0.05},
+    "gd",
+    "magnitude",
+    _stage(gd),
+    params={"iters": 100, "lr": 0.05},
     description="gradient descent on the log-magnitude against the log-mel (nnAudio #57)",
 )

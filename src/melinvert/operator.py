@@ -62,7 +62,9 @@ class MelOperator(torch.nn.Module):
     gain_map: torch.Tensor
     pinv: torch.Tensor
 
-    def __init__(self, config: MelConfig, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
+    def __init__(
+        self, config: MelConfig, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+    ):
         super().__init__()
         self.config = config
         fb_np = mel_basis_np(config)
@@ -147,6 +149,8 @@ def _cached(config: MelConfig, dtype: torch.dtype, device: torch.device) -> MelO
     return MelOperator(config, dtype=dtype, device=device)
 
 
-def mel_operator(config: MelConfig, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> MelOperator:
+def mel_operator(
+    config: MelConfig, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+) -> MelOperator:
     """The cached :class:`MelOperator` of ``(config, dtype, device)`` (keyed on the whole config)."""
     return _cached(config, dtype, torch.device(device))

@@ -62,13 +62,13 @@ from collections.abc import Callable
 
 import torch
 
-from .config import MelConfig
 from . import registry
+from .config import MelConfig
 from .dsp import Boundary, FrameOps
-from .operator import mel_operator
-from .stage import Context, Reporter, State
 from .errors import check, check_positive
+from .operator import mel_operator
 from .phase import Callback, power
+from .stage import Context, Reporter, State
 
 OptimizerFn = Callable[..., torch.Tensor]
 
@@ -415,8 +415,13 @@ def wave_lbfgs(
         return value.detach(), grad
 
     best = Reporter(None, 0)
-    lbfgs(fun, z0, n_iter=n_iter, history=history,
-          callback=lambda i, z, f: _report(best, callback, i, held.hold(z), f))
+    lbfgs(
+        fun,
+        z0,
+        n_iter=n_iter,
+        history=history,
+        callback=lambda i, z, f: _report(best, callback, i, held.hold(z), f),
+    )
     return best.best
 
 
@@ -658,7 +663,9 @@ def _refine_stage(optimizer: Callable[..., torch.Tensor]) -> Callable[..., State
             return ctx.progress.step(i - 1, x, loss)
 
         held = ctx.boundary.held if ctx.boundary is not None else None
-        audio = optimizer(ctx.target, ctx.config, ctx.waveform(state), n_iter=iters, callback=report, known=held, **params)
+        audio = optimizer(
+            ctx.target, ctx.config, ctx.waveform(state), n_iter=iters, callback=report, known=held, **params
+        )
         return state.replace(audio=audio)
 
     run.__name__ = run.__qualname__ = f"{optimizer.__name__}_stage"
@@ -666,22 +673,37 @@ def _refine_stage(optimizer: Callable[..., torch.Tensor]) -> Callable[..., State
 
 
 registry.register(
-    "wave_lbfgs", "refine", _refine_stage(wave_lbfgs),
+    "wave_lbfgs",
+    "refine",
+    _refine_stage(wave_lbfgs),
     params={"iters": 100, "init": "start", "seed": 0, "loss": "log", "floor": DEFAULT_FLOOR, "history": 10},
     description="L-BFGS on the waveform against the log mel (Decorsiere et al. 2015)",
 )
 registry.register_alias(
-    "wave_lbfgs_noise", "wave_lbfgs", {"init": "noise"},
+    "wave_lbfgs_noise",
+    "wave_lbfgs",
+    {"init": "noise"},
     "wave_lbfgs from noise (std 1e-6), as in Decorsiere et al. 2015: slow",
 )
 registry.register(
-    "stft_gd", "refine", _refine_stage(stft_gd),
-    params={"iters": 100, "lr": 0.1, "warmup": 20, "weights": (0.5, 0.5), "mel_domain": "log",
-            "squared": False, "floor": 1e-3},
+    "stft_gd",
+    "refine",
+    _refine_stage(stft_gd),
+    params={
+        "iters": 100,
+        "lr": 0.1,
+        "warmup": 20,
+        "weights": (0.5, 0.5),
+        "mel_domain": "log",
+        "squared": False,
+        "floor": 1e-3,
+    },
     description="Adam on a free STFT: consistency + log-mel fit",
 )
 registry.register(
-    "joint", "refine", _refine_stage(joint),
+    "joint",
+    "refine",
+    _refine_stage(joint),
     params={"iters": 100, "rho": 0.1, "lam": 100.0, "floor": DEFAULT_FLOOR},
     description="ADMM on magnitude and phase together (Masuyama et al. 2025); power-1 mels",
 )

@@ -377,7 +377,9 @@ def _init_stage(fn: Callable[..., torch.Tensor]) -> Callable[..., State]:
     previous block (the phases of the frames inside the held samples)."""
 
     def run(state: State, ctx: Context, **params: object) -> State:
-        angles = fn(state.mag, ctx.config, generator=ctx.generator, anchor=ctx.frames.known_angles(), **params)
+        angles = fn(
+            state.mag, ctx.config, generator=ctx.generator, anchor=ctx.frames.known_angles(), **params
+        )
         return state.replace(angles=angles)
 
     run.__name__ = run.__qualname__ = f"{fn.__name__}_stage"
@@ -407,15 +409,23 @@ registry.register("zero", "init", _init_stage(init_zero), description="zero phas
 registry.register("pghi", "init", _init_stage(init_pghi), params={"floor_db": -100.0}, description=_PGHI_DESC)
 
 registry.register(
-    "gla", "phase", _iterative_stage(gla), params={"iters": 32, "refit": False},
+    "gla",
+    "phase",
+    _iterative_stage(gla),
+    params={"iters": 32, "refit": False},
     description="Griffin-Lim (1984) on the stage-1 magnitude",
 )
 registry.register(
-    "fgla", "phase", _iterative_stage(fgla), params={"iters": 32, "refit": False, "alpha": 0.99},
+    "fgla",
+    "phase",
+    _iterative_stage(fgla),
+    params={"iters": 32, "refit": False, "alpha": 0.99},
     description="fast Griffin-Lim, momentum 0.99 (Perraudin et al. 2013)",
 )
 registry.register(
-    "agla", "phase", _iterative_stage(agla),
+    "agla",
+    "phase",
+    _iterative_stage(agla),
     params={"iters": 32, "refit": False, "alpha": 0.99, "beta": 1.1, "gamma": 1.2},
     description="accelerated Griffin-Lim (Nenov et al. 2023)",
 )
@@ -423,7 +433,10 @@ registry.register_alias(
     "mgla", "gla", {"refit": True}, "Griffin-Lim whose magnitude is re-fitted to the mel every iteration"
 )
 registry.register_alias(
-    "mfgla", "fgla", {"refit": True}, "fast Griffin-Lim with the magnitude re-fitted to the mel every iteration"
+    "mfgla",
+    "fgla",
+    {"refit": True},
+    "fast Griffin-Lim with the magnitude re-fitted to the mel every iteration",
 )
 registry.register_alias(
     "magla", "agla", {"refit": True}, "accelerated Griffin-Lim with the magnitude re-fitted to the mel"

@@ -26,8 +26,16 @@ from .phase import init_pghi
 from .registry import Plan
 from .stage import Context, Progress, Reporter, State, as_progress_callback
 
-__all__ = ["BlockStream", "Plan", "Progress", "invert", "invert_block", "invert_blocks", "list_methods",
-           "parse_method"]
+__all__ = [
+    "BlockStream",
+    "Plan",
+    "Progress",
+    "invert",
+    "invert_block",
+    "invert_blocks",
+    "list_methods",
+    "parse_method",
+]
 
 
 def list_methods() -> dict[str, str]:
@@ -86,8 +94,15 @@ def make_context(
         f"internal frame mismatch: {frames.n_frames} STFT frames for {lin.shape[-1]} mel frames",
     )
     return Context(
-        config, op, frames, lin, length, generator, frames.boundary,
-        progress if progress is not None else Reporter(None, 0), dict(models or {}),
+        config,
+        op,
+        frames,
+        lin,
+        length,
+        generator,
+        frames.boundary,
+        progress if progress is not None else Reporter(None, 0),
+        dict(models or {}),
     )
 
 
@@ -157,15 +172,24 @@ class BlockStream:
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         if self._started:
-            raise MelinvertError("this BlockStream was iterated already: call invert_blocks() again for a new run")
+            raise MelinvertError(
+                "this BlockStream was iterated already: call invert_blocks() again for a new run"
+            )
         self._started = True
         return self._blocks()
 
     def _context(self, start: int, end: int, length: int, boundary: Boundary | None, index: int) -> Context:
         reporter = _BlockReporter(self.callback, self.plan.total_iterations(), index, self.n_blocks)
         lin = decode_mel(self.mel[..., start:end], self.config)
-        return make_context(lin, self.config, length=length, boundary=boundary, generator=self.generator,
-                            progress=reporter, models=self.models)
+        return make_context(
+            lin,
+            self.config,
+            length=length,
+            boundary=boundary,
+            generator=self.generator,
+            progress=reporter,
+            models=self.models,
+        )
 
     def _blocks(self) -> Iterator[torch.Tensor]:
         cfg = self.config
@@ -225,7 +249,12 @@ class _BlockReporter(Reporter):
 
 
 def _prepare(
-    mel: Any, config: MelConfig | str, method: str, n_iter: int | None, device: Any, model: Any,
+    mel: Any,
+    config: MelConfig | str,
+    method: str,
+    n_iter: int | None,
+    device: Any,
+    model: Any,
     params: Mapping[str, Mapping[str, Any]] | None,
 ) -> tuple[torch.Tensor, bool, torch.dtype, MelConfig, Plan, dict[str, Any], tuple[int, ...]]:
     config = resolve_config(config)
@@ -281,9 +310,18 @@ def invert_blocks(
         )
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     return BlockStream(
-        mel_t, config, plan, total_length=total, block_frames=block_frames, overlap_frames=overlap_frames,
-        generator=gen, callback=as_progress_callback(callback), models=models, lead=lead,
-        was_numpy=was_numpy, out_dtype=dtype,
+        mel_t,
+        config,
+        plan,
+        total_length=total,
+        block_frames=block_frames,
+        overlap_frames=overlap_frames,
+        generator=gen,
+        callback=as_progress_callback(callback),
+        models=models,
+        lead=lead,
+        was_numpy=was_numpy,
+        out_dtype=dtype,
     )
 
 
@@ -342,8 +380,16 @@ def invert(
     np.ndarray or torch.Tensor [shape=(..., samples)], or a list of them
         Audio at ``config.sample_rate``, same kind and dtype as ``mel``.
     """
-    kw = dict(method=method, n_iter=n_iter, params=params, seed=seed, device=device, callback=callback,
-              block_frames=block_frames, model=model)
+    kw = dict(
+        method=method,
+        n_iter=n_iter,
+        params=params,
+        seed=seed,
+        device=device,
+        callback=callback,
+        block_frames=block_frames,
+        model=model,
+    )
     if isinstance(mel, (list, tuple)):
         return _invert_list(list(mel), config, length, kw)
     check(length is None or isinstance(length, int), f"length={length!r} must be an integer for one mel")
@@ -364,7 +410,7 @@ def _invert_list(mels: list[Any], config: MelConfig | str, length: Any, kw: dict
         key = (shape, str(getattr(m, "dtype", "")), isinstance(m, torch.Tensor), n)
         groups.setdefault(key, []).append(i)
     out: list[Any] = [None] * len(mels)
-    for (shape, _, is_torch, n), idx in groups.items():
+    for (_, _, is_torch, n), idx in groups.items():
         stack = torch.stack([torch.as_tensor(mels[i]) for i in idx]) if is_torch else _np_stack(mels, idx)
         audio = invert(stack, config, length=n, **kw)
         for j, i in enumerate(idx):

@@ -166,8 +166,10 @@ def register(
     usable as ``invert(mel, cfg, method="nnls+pghi+mine")``, from ``melinvert invert --method``,
     ``melinvert methods`` and ``melinvert bench``.
     """
-    check(isinstance(name, str) and re.fullmatch(r"[a-z][a-z0-9_]*", name) is not None,
-          f"stage name {name!r} must be lower-case letters, digits and _")
+    check(
+        isinstance(name, str) and re.fullmatch(r"[a-z][a-z0-9_]*", name) is not None,
+        f"stage name {name!r} must be lower-case letters, digits and _",
+    )
     check(kind in KINDS, f"stage kind {kind!r} must be one of {', '.join(KINDS)}")
     check(callable(fn), f"stage {name!r}: fn must be callable")
     st = Stage(name, kind, fn, MappingProxyType(dict(params or {})), description, frozenset(needs))
@@ -206,8 +208,9 @@ def stage(name: str) -> Stage:
     if name in _ALIASES:
         base, params, desc = _ALIASES[name]
         st = _STAGES[base]
-        return dataclasses.replace(st, name=name, params=MappingProxyType({**st.params, **params}),
-                                   description=desc)
+        return dataclasses.replace(
+            st, name=name, params=MappingProxyType({**st.params, **params}), description=desc
+        )
     raise KeyError(name)
 
 
@@ -264,7 +267,9 @@ def _parse_args(text: str, where: str) -> dict[str, Any]:
     try:
         call = ast.parse(f"f({text})", mode="eval").body
     except SyntaxError:
-        raise MelinvertError(f"cannot read the parameters {text!r} of {where}: write name=value, ...") from None
+        raise MelinvertError(
+            f"cannot read the parameters {text!r} of {where}: write name=value, ..."
+        ) from None
     assert isinstance(call, ast.Call)
     check(not call.args, f"parameters of {where} must be named (name=value): {text!r}")
     out = {}
@@ -287,12 +292,16 @@ def _check_params(st: Stage, given: Mapping[str, Any], where: str) -> dict[str, 
     unknown = sorted(set(given) - set(st.params))
     if unknown:
         known = ", ".join(sorted(st.params)) or "none"
-        raise MelinvertError(f"{where}: {st.name} has no parameter {', '.join(unknown)} (its parameters: {known})")
+        raise MelinvertError(
+            f"{where}: {st.name} has no parameter {', '.join(unknown)} (its parameters: {known})"
+        )
     out = {**st.params, **given}
     if "iters" in out:
         it = out["iters"]
-        check(isinstance(it, int) and not isinstance(it, bool) and it >= 0,
-              f"{where}: {st.name}'s iters={it!r} must be an integer >= 0")
+        check(
+            isinstance(it, int) and not isinstance(it, bool) and it >= 0,
+            f"{where}: {st.name}'s iters={it!r} must be an integer >= 0",
+        )
     return out
 
 
@@ -314,8 +323,10 @@ def _order(steps: list[Step], method: str) -> list[Step]:
             )
         by_kind[s.stage.kind].append(s)
     if by_kind["vocoder"]:
-        check(not (by_kind["magnitude"] or by_kind["init"] or by_kind["phase"]),
-              f"method {method!r}: a vocoder makes the waveform itself; only refine stages may follow it")
+        check(
+            not (by_kind["magnitude"] or by_kind["init"] or by_kind["phase"]),
+            f"method {method!r}: a vocoder makes the waveform itself; only refine stages may follow it",
+        )
         return by_kind["vocoder"] + by_kind["refine"]
     if not by_kind["magnitude"]:
         nn = stage("nnls")
@@ -357,7 +368,9 @@ def parse(
     for tok in _split_top(text):
         m = _TOKEN.match(tok)
         if not m:
-            raise MelinvertError(f"cannot read {tok.strip()!r} in method {method!r}: write name or name(k=v, ...)")
+            raise MelinvertError(
+                f"cannot read {tok.strip()!r} in method {method!r}: write name or name(k=v, ...)"
+            )
         name, args = m.group(1), m.group(2)
         try:
             st = stage(name)
@@ -368,8 +381,10 @@ def parse(
     if params:
         steps = _apply_params(steps, params, method)
     if n_iter is not None:
-        check(isinstance(n_iter, int) and not isinstance(n_iter, bool) and n_iter >= 0,
-              f"n_iter={n_iter!r} must be an integer >= 0")
+        check(
+            isinstance(n_iter, int) and not isinstance(n_iter, bool) and n_iter >= 0,
+            f"n_iter={n_iter!r} must be an integer >= 0",
+        )
         steps = _apply_n_iter(steps, n_iter)
     return Plan(tuple(steps), label)
 
@@ -378,9 +393,11 @@ def _apply_params(steps: list[Step], params: Mapping[str, Mapping[str, Any]], me
     check(isinstance(params, Mapping), "params must map stage names to {parameter: value}")
     by_name = {s.stage.name: i for i, s in enumerate(steps)}
     for name, given in params.items():
-        check(name in by_name,
-              f"params names {name!r}, which is not a step of method {method!r} "
-              f"(its steps: {', '.join(by_name)})")
+        check(
+            name in by_name,
+            f"params names {name!r}, which is not a step of method {method!r} "
+            f"(its steps: {', '.join(by_name)})",
+        )
         check(isinstance(given, Mapping), f"params[{name!r}] must be a mapping of parameter -> value")
         i = by_name[name]
         merged = _check_params(steps[i].stage, {**steps[i].params, **given}, f"params[{name!r}]")

@@ -84,8 +84,13 @@ def as_progress_callback(callback: Callable[..., Any] | None) -> Callback | None
     if callback is None:
         return None
     try:
-        n = len([p for p in inspect.signature(callback).parameters.values()
-                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty])
+        n = len(
+            [
+                p
+                for p in inspect.signature(callback).parameters.values()
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+            ]
+        )
     except (TypeError, ValueError):
         n = 1
     if n != 3:

@@ -33,7 +33,12 @@ def _pick(kind: str, config: MelConfig, model: Any) -> torch.nn.Module | Checkpo
 
 
 def refiner_magnitude(
-    mel: torch.Tensor, config: MelConfig, *, n_iter: int | None = None, callback: Any = None, model: Any = None
+    mel: torch.Tensor,
+    config: MelConfig,
+    *,
+    n_iter: int | None = None,
+    callback: Any = None,
+    model: Any = None,
 ) -> torch.Tensor:
     """Stage 1 with a trained refiner: linear mel -> STFT magnitude.
 
@@ -59,7 +64,6 @@ def refiner_magnitude(
     with torch.no_grad():
         out = torch.exp(net(x))
     return out.to(mel.dtype).reshape(*lead, out.shape[-2], out.shape[-1])
-
 
 
 def degli(
@@ -113,7 +117,6 @@ def degli(
     return ops.synthesis(project_magnitude(x, mag))
 
 
-
 def cnn_vocoder(
     lin: torch.Tensor, config: MelConfig, *, length: int, model: Any = None, **_: Any
 ) -> torch.Tensor:
@@ -159,7 +162,9 @@ def _refiner_stage(state: State, ctx: Context) -> State:
 
 def _cnn_vocoder_stage(state: State, ctx: Context) -> State:
     """The whole waveform from the run's CNN vocoder."""
-    return state.replace(audio=cnn_vocoder(ctx.target, ctx.config, length=ctx.length, model=ctx.model("cnn_vocoder")))
+    return state.replace(
+        audio=cnn_vocoder(ctx.target, ctx.config, length=ctx.length, model=ctx.model("cnn_vocoder"))
+    )
 
 
 def _degli_stage(state: State, ctx: Context, *, iters: int, refit: bool = False) -> State:
@@ -170,15 +175,25 @@ def _degli_stage(state: State, ctx: Context, *, iters: int, refit: bool = False)
 
 
 registry.register(
-    "refiner", "magnitude", _refiner_stage, needs={"model:refiner"},
+    "refiner",
+    "magnitude",
+    _refiner_stage,
+    needs={"model:refiner"},
     description="learned: pseudo-inverse corrected by a small CNN (shipped for hifigan-22k-80; model= for others)",
 )
 registry.register(
-    "degli", "phase", _degli_stage, params={"iters": 32, "refit": False}, needs={"model:degli"},
+    "degli",
+    "phase",
+    _degli_stage,
+    params={"iters": 32, "refit": False},
+    needs={"model:degli"},
     description="learned: Deep Griffin-Lim iteration (Masuyama et al. 2021); needs trained weights (model=)",
 )
 registry.register(
-    "cnn_vocoder", "vocoder", _cnn_vocoder_stage, needs={"model:cnn_vocoder"},
+    "cnn_vocoder",
+    "vocoder",
+    _cnn_vocoder_stage,
+    needs={"model:cnn_vocoder"},
     description="CNN vocoder after M-CNN (Arik et al. 2018), mel -> waveform; needs trained weights (model=)",
 )
 registry.register_pipeline(
@@ -188,6 +203,7 @@ registry.register_pipeline(
     "waveform L-BFGS iterations (the best learned composition measured: docs/models/)",
 )
 registry.register_pipeline(
-    "cnn_vocoder", "cnn_vocoder",
+    "cnn_vocoder",
+    "cnn_vocoder",
     "CNN vocoder after M-CNN (Arik et al. 2018), mel -> waveform; needs trained weights (model=)",
 )

@@ -18,7 +18,6 @@ A run folder holds:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -45,38 +44,43 @@ TRAIN_ARGS = ("batch_size", "crop_frames", "lr", "steps", "val_every", "gain_db"
 @dataclasses.dataclass
 class TrainResult:
     """How a run ended: ``status`` is ``done``, ``time`` (``max_minutes`` reached) or
-    ``interrupted`` (Ctrl-C); ``step`` the steps completed; ``best`` the best validation."""
+    ``interrupted`` (Ctrl-C or SIGTERM: ``signal`` is its number); ``step`` the steps
+    completed; ``best`` the best validation."""
 
     status: str
     step: int
     run_dir: Path
     best: dict[str, Any] | None
     last: dict[str, Any] | None
+    signal: int | None = None
 
 
 class _StopFlag:
-    """SIGINT sets a flag (the step in hand finishes, then the run saves and stops); a second
-    Ctrl-C interrupts at once."""
+    """SIGINT and SIGTERM set a flag (the step in hand finishes, then the run saves and stops);
+    a second signal interrupts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        self.requested = False
-        self._old: Any = None
+        self.requested: int | None = None
+        self._old: dict[int, Any] = {}
 
     def __enter__(self) -> _StopFlag:
-        try:
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:  # not the main thread: Ctrl-C keeps its default behaviour
-            self._old = None
+        for s in self.SIGNALS:
+            try:
+                self._old[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread: the signals keep their behaviour
+                pass
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
+        if self.requested is not None:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested = signum
 
     def __exit__(self, *exc: Any) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for s, old in self._old.items():
+            signal.signal(s, old)
 
 
 def validate(
@@ -204,31 +208,60 @@ def train(
     -------
     TrainResult
     """
-    from tqdm.auto import tqdm
-
     from ..dsp import resolve_device
 
     check(kind in TASKS, f"unknown model {kind!r}; trainable: {', '.join(TASKS)}")
-    task = TASKS[kind]
     unknown = sorted(set(train_args) - set(TRAIN_ARGS))
     check(not unknown, f"unknown training argument(s): {', '.join(unknown)}")
     say = log or (lambda s: None)
     run = Path(run_dir)
-    last_path, best_path, log_path = run / "last.safetensors", run / "best.safetensors", run / "log.jsonl"
-    dev = resolve_device(device)
     given = {k: v for k, v in train_args.items() if v is not None}
+    resumed, targs, hp, seed, val_fraction = _settings(
+        kind, config, run, resumed=resume, seed=seed, hparams=hparams, val_fraction=val_fraction, given=given
+    )
+    train_clips, val_clips, data_info = _load_data(inputs, val, val_fraction, seed, config, resumed, say)
+    dev = resolve_device(device)
+    session = _Session.start(
+        kind, config, run, targs, hp, seed, val_fraction, data_info, resumed, train_clips, val_clips, dev
+    )
+    say(
+        f"{kind}: {count_parameters(session.model):,} parameters, {data_info['train']['minutes']:.1f} min of "
+        f"training audio, steps {session.step}->{targs['steps']}, batch {targs['batch_size']} x "
+        f"{targs['crop_frames']} frames, device {dev}"
+    )
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MelinvertError(f"cannot create run folder {str(run)!r}: {e.strerror or e}") from None
+    return session.loop(
+        max_minutes=max_minutes, progress=progress, on_step=on_step, val_seconds=val_seconds, say=say
+    )
 
-    # ------------------------------------------------------------- settings (fresh or resumed)
-    resumed: Checkpoint | None = None
-    if resume:
+
+def _settings(
+    kind: str,
+    config: MelConfig,
+    run: Path,
+    *,
+    resumed: bool,
+    seed: int | None,
+    hparams: dict[str, Any] | None,
+    val_fraction: float,
+    given: dict[str, Any],
+) -> tuple[Checkpoint | None, dict[str, Any], dict[str, Any], int, float]:
+    """The run's settings, fresh or from the checkpoint it resumes: (checkpoint or None,
+    training arguments, model hyperparameters, seed, validation fraction)."""
+    last_path = run / "last.safetensors"
+    ck: Checkpoint | None = None
+    if resumed:
         check(last_path.is_file(), f"nothing to resume: {str(last_path)!r} does not exist")
-        resumed = load_checkpoint(last_path, kind=kind, with_optimizer=True)
-        problem = resumed.config.differences(config)
+        ck = load_checkpoint(last_path, kind=kind, with_optimizer=True)
+        problem = ck.config.differences(config)
         check(
             not problem,
             f"the run in {str(run)!r} was trained for another mel config ({', '.join(problem)} differ)",
         )
-        targs = dict(resumed.train["args"])
+        targs = dict(ck.train["args"])
         for k, v in given.items():
             if k == "steps":
                 targs["steps"] = int(v)
@@ -237,29 +270,40 @@ def train(
                     f"--resume continues the run's settings; {k}={v!r} differs from its {targs.get(k)!r}"
                 )
         if hparams:
-            diff = {k: v for k, v in hparams.items() if resumed.hparams.get(k) != v}
+            diff = {k: v for k, v in hparams.items() if ck.hparams.get(k) != v}
             check(not diff, f"--resume keeps the model's hyperparameters; {diff} differ from the run's")
-        hp = dict(resumed.hparams)
+        hp = dict(ck.hparams)
         check(
-            seed is None or seed == int(resumed.train["seed"]),
-            f"--resume keeps the run's seed {resumed.train['seed']}; seed={seed} differs",
+            seed is None or seed == int(ck.train["seed"]),
+            f"--resume keeps the run's seed {ck.train['seed']}; seed={seed} differs",
         )
-        seed = int(resumed.train["seed"])
-        val_fraction = float(resumed.train.get("val_fraction", val_fraction))
+        seed = int(ck.train["seed"])
+        val_fraction = float(ck.train.get("val_fraction", val_fraction))
     else:
         check(
-            not last_path.exists() and not best_path.exists(),
+            not last_path.exists() and not (run / "best.safetensors").exists(),
             f"{str(run)!r} already holds a run; pass --resume to continue it or choose another -o",
         )
-        targs = {**task.defaults, **given}
+        targs = {**TASKS[kind].defaults, **given}
         hp = dict(hparams or {})
         seed = 0 if seed is None else seed
     for k in ("batch_size", "crop_frames", "steps", "val_every"):
         check(isinstance(targs[k], int) and targs[k] >= 1, f"{k}={targs[k]!r} must be an integer >= 1")
     check(targs["lr"] > 0, f"lr={targs['lr']!r} must be > 0")
     check(config.n_samples(targs["crop_frames"]) >= config.min_samples, "crop_frames too small for one frame")
+    return ck, targs, hp, seed, val_fraction
 
-    # ------------------------------------------------------------- data
+
+def _load_data(
+    inputs: Sequence[str | Path],
+    val: Sequence[str | Path] | None,
+    val_fraction: float,
+    seed: int,
+    config: MelConfig,
+    resumed: Checkpoint | None,
+    say: Callable[[str], None],
+) -> tuple[list[Clip], list[Clip], dict[str, Any]]:
+    """The training and validation clips and their summary (a resumed run's must match)."""
     files = collect_audio(inputs)
     if val:
         val_files = collect_audio(val)
@@ -279,139 +323,210 @@ def train(
                 old.get(part, {}).get("digest") == data_info[part]["digest"],
                 f"the {part} audio differs from the run's (files, rates or lengths); --resume needs the same data",
             )
-    crops = Crops(train_clips, config, targs["crop_frames"], targs["gain_db"])
+    return train_clips, val_clips, data_info
 
-    # ------------------------------------------------------------- model and optimiser
-    with torch.random.fork_rng(devices=[]):  # seeded weights, the caller's generator untouched
-        torch.manual_seed(seed)
-        model = build_model(kind, config, hp)
-    full_hp = _complete_hparams(kind, hp)
-    if resumed is not None:
-        model.load_state_dict(resumed.model.state_dict())
-    else:
-        rng, _ = step_generator(seed, 2**31)
-        audio, _ = crops.batch(rng, 64)
-        task.fit(model, audio, config)
-    model.to(dev).train()
-    opt = _optimizer(model, targs["lr"])
-    if resumed is not None:
-        assert resumed.optimizer is not None
-        opt.load_state_dict(resumed.optimizer)
-    state = dict(resumed.train) if resumed is not None else {}
-    step = int(state.get("step", 0))
-    elapsed = float(state.get("elapsed_s", 0.0))
-    best_loss = float(state["best_val_loss"]) if state.get("best_val_loss") is not None else math.inf
-    best_step = state.get("best_step")
-    last_val: dict[str, Any] | None = state.get("last_val")
-    steps = int(targs["steps"])
-    say(
-        f"{kind}: {count_parameters(model):,} parameters, {data_info['train']['minutes']:.1f} min of training "
-        f"audio, steps {step}->{steps}, batch {targs['batch_size']} x {targs['crop_frames']} frames, device {dev}"
-    )
 
-    def record(at: int) -> dict[str, Any]:
+@dataclasses.dataclass
+class _Session:
+    """A run in hand: its settings, model, optimiser and counters."""
+
+    kind: str
+    config: MelConfig
+    run: Path
+    targs: dict[str, Any]
+    hp: dict[str, Any]
+    seed: int
+    val_fraction: float
+    data_info: dict[str, Any]
+    model: torch.nn.Module
+    crops: Crops
+    val_clips: list[Clip]
+    opt: Any = None
+    step: int = 0
+    elapsed: float = 0.0
+    best_loss: float = math.inf
+    best_step: int | None = None
+    last_val: dict[str, Any] | None = None
+    t_mark: float = 0.0
+
+    @classmethod
+    def start(
+        cls,
+        kind: str,
+        config: MelConfig,
+        run: Path,
+        targs: dict[str, Any],
+        hp: dict[str, Any],
+        seed: int,
+        val_fraction: float,
+        data_info: dict[str, Any],
+        resumed: Checkpoint | None,
+        train_clips: list[Clip],
+        val_clips: list[Clip],
+        device: torch.device,
+    ) -> _Session:
+        """Seeded weights (a fresh model fitted to a first batch, or the resumed one's) on
+        ``device``, the optimiser, and the counters of the checkpoint resumed."""
+        crops = Crops(train_clips, config, targs["crop_frames"], targs["gain_db"])
+        with torch.random.fork_rng(devices=[]):  # seeded weights, the caller's generator untouched
+            torch.manual_seed(seed)
+            model = build_model(kind, config, hp)
+        if resumed is not None:
+            model.load_state_dict(resumed.model.state_dict())
+        else:
+            rng, _ = step_generator(seed, 2**31)
+            audio, _ = crops.batch(rng, 64)
+            TASKS[kind].fit(model, audio, config)
+        s = cls(
+            kind,
+            config,
+            run,
+            targs,
+            _complete_hparams(kind, hp),
+            seed,
+            val_fraction,
+            data_info,
+            model,
+            crops,
+            val_clips,
+        )
+        s.model.to(device).train()
+        s.opt = _optimizer(s.model, targs["lr"])
+        if resumed is not None:
+            assert resumed.optimizer is not None
+            s.opt.load_state_dict(resumed.optimizer)
+        state = dict(resumed.train) if resumed is not None else {}
+        s.step = int(state.get("step", 0))
+        s.elapsed = float(state.get("elapsed_s", 0.0))
+        s.best_loss = float(state["best_val_loss"]) if state.get("best_val_loss") is not None else math.inf
+        s.best_step = state.get("best_step")
+        s.last_val = state.get("last_val")
+        return s
+
+    def record(self) -> dict[str, Any]:
+        """The training state stored with a checkpoint."""
         return {
-            "step": at,
-            "elapsed_s": round(elapsed, 3),
-            "minutes": round(elapsed / 60.0, 3),
-            "seed": seed,
-            "args": targs,
-            "val_fraction": val_fraction,
-            "best_val_loss": best_loss if math.isfinite(best_loss) else None,
-            "best_step": best_step,
-            "last_val": last_val,
-            "data": data_info,
-            "parameters": count_parameters(model),
+            "step": self.step,
+            "elapsed_s": round(self.elapsed, 3),
+            "minutes": round(self.elapsed / 60.0, 3),
+            "seed": self.seed,
+            "args": self.targs,
+            "val_fraction": self.val_fraction,
+            "best_val_loss": self.best_loss if math.isfinite(self.best_loss) else None,
+            "best_step": self.best_step,
+            "last_val": self.last_val,
+            "data": self.data_info,
+            "parameters": count_parameters(self.model),
             "torch": torch.__version__,
         }
 
-    def save_last() -> None:
+    def save(self, name: str) -> None:
+        """``last`` (with the optimiser, for resuming) or ``best``."""
+        opt = {"optimizer": self.opt.state_dict()} if name == "last" else {}
         save_checkpoint(
-            last_path,
-            model,
-            kind=kind,
-            config=config,
-            hparams=full_hp,
-            train=record(step),
-            optimizer=opt.state_dict(),
+            self.run / f"{name}.safetensors",
+            self.model,
+            kind=self.kind,
+            config=self.config,
+            hparams=self.hp,
+            train=self.record(),
+            **opt,
         )
 
-    run.mkdir(parents=True, exist_ok=True)
-    status = "done"
-    t_start = time.monotonic()
-    t_mark = t_start
-    bar = tqdm(
-        total=steps,
-        initial=step,
-        desc=f"train {kind}",
-        unit="step",
-        disable=not progress,
-        file=sys.stderr,
-        dynamic_ncols=True,
-        mininterval=1.0 if sys.stderr.isatty() else 30.0,
-    )
-    ema = None
-    try:
-        with _StopFlag() as stop:
-            while step < steps:
-                rng, gen = step_generator(seed, step)
-                audio, nyq = crops.batch(rng, targs["batch_size"])
-                for g in opt.param_groups:
-                    g["lr"] = lr_at(step, steps, targs["lr"])
-                loss, _ = task.loss(model, audio.to(dev), nyq.to(dev), config, gen)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                opt.step()
-                step += 1
-                lv = float(loss.detach())
-                check(math.isfinite(lv), f"the loss became {lv} at step {step}; lower --lr")
-                ema = lv if ema is None else 0.98 * ema + 0.02 * lv
-                now = time.monotonic()
-                elapsed += now - t_mark
-                t_mark = now
-                bar.update(1)
-                bar.set_postfix_str(
-                    f"loss {ema:.4f}" + (f" val {best_loss:.4f}" if math.isfinite(best_loss) else ""),
-                    refresh=False,
-                )
-                if on_step is not None:
-                    on_step(step, lv)
-                if step % targs["val_every"] == 0 or step == steps:
-                    last_val = validate(kind, model, val_clips, config, targs, full_hp, seconds=val_seconds)
-                    last_val = {"step": step, "train_loss": round(ema, 6), **last_val}
-                    now = time.monotonic()
-                    elapsed += now - t_mark
-                    t_mark = now
-                    last_val["minutes"] = round(elapsed / 60.0, 3)
-                    if last_val["val_loss"] < best_loss:
-                        best_loss = float(last_val["val_loss"])
-                        best_step = step
-                        save_checkpoint(
-                            best_path, model, kind=kind, config=config, hparams=full_hp, train=record(step)
-                        )
-                    save_last()
-                    with open(log_path, "a", encoding="utf-8") as f:
-                        f.write(json.dumps(last_val) + "\n")
-                    line = _format_val(last_val)
-                    if progress:
-                        bar.write(line, file=sys.stderr)
-                    else:
-                        say(line)
-                if stop.requested:
-                    status = "interrupted"
-                    break
-                if max_minutes is not None and (time.monotonic() - t_start) / 60.0 >= max_minutes:
-                    status = "time"
-                    break
-    finally:
-        bar.close()
-    if step % targs["val_every"] != 0 or status != "done":
-        save_last()
-    if not best_path.exists():  # stopped before the first validation: keep what there is
-        save_checkpoint(best_path, model, kind=kind, config=config, hparams=full_hp, train=record(step))
-    best = {"step": best_step, "val_loss": best_loss if math.isfinite(best_loss) else None}
-    return TrainResult(status, step, run, best, last_val)
+    def tick(self) -> None:
+        """Add the time since the last tick to ``elapsed``."""
+        now = time.monotonic()
+        self.elapsed += now - self.t_mark
+        self.t_mark = now
+
+    def train_step(self) -> float:
+        """One optimiser step on the crops and noise of ``(seed, step)``; returns the loss."""
+        rng, gen = step_generator(self.seed, self.step)
+        audio, nyq = self.crops.batch(rng, self.targs["batch_size"])
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(self.step, self.targs["steps"], self.targs["lr"])
+        dev = next(self.model.parameters()).device
+        loss, _ = TASKS[self.kind].loss(self.model, audio.to(dev), nyq.to(dev), self.config, gen)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        self.step += 1
+        lv = float(loss.detach())
+        check(math.isfinite(lv), f"the loss became {lv} at step {self.step}; lower --lr")
+        return lv
+
+    def validate_and_save(self, train_loss: float, val_seconds: float) -> str:
+        """Validate, keep ``best`` when it improved, save ``last``, log; returns the log line."""
+        from ..io import append_text
+
+        v = validate(
+            self.kind, self.model, self.val_clips, self.config, self.targs, self.hp, seconds=val_seconds
+        )
+        self.last_val = {"step": self.step, "train_loss": round(train_loss, 6), **v}
+        self.tick()
+        self.last_val["minutes"] = round(self.elapsed / 60.0, 3)
+        if self.last_val["val_loss"] < self.best_loss:
+            self.best_loss = float(self.last_val["val_loss"])
+            self.best_step = self.step
+            self.save("best")
+        self.save("last")
+        append_text(self.run / "log.jsonl", json.dumps(self.last_val) + "\n")
+        return _format_val(self.last_val)
+
+    def loop(
+        self,
+        *,
+        max_minutes: float | None,
+        progress: bool,
+        on_step: Callable[[int, float], None] | None,
+        val_seconds: float,
+        say: Callable[[str], None],
+    ) -> TrainResult:
+        """Train to ``steps`` (or until stopped), validating every ``val_every`` steps."""
+        from tqdm.auto import tqdm
+
+        steps, status, stopped_by = int(self.targs["steps"]), "done", None
+        t_start = self.t_mark = time.monotonic()
+        bar = tqdm(
+            total=steps,
+            initial=self.step,
+            desc=f"train {self.kind}",
+            unit="step",
+            disable=not progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        )
+        ema = None
+        try:
+            with _StopFlag() as stop:
+                while self.step < steps:
+                    lv = self.train_step()
+                    ema = lv if ema is None else 0.98 * ema + 0.02 * lv
+                    self.tick()
+                    bar.update(1)
+                    best = f" val {self.best_loss:.4f}" if math.isfinite(self.best_loss) else ""
+                    bar.set_postfix_str(f"loss {ema:.4f}{best}", refresh=False)
+                    if on_step is not None:
+                        on_step(self.step, lv)
+                    if self.step % self.targs["val_every"] == 0 or self.step == steps:
+                        line = self.validate_and_save(ema, val_seconds)
+                        bar.write(line, file=sys.stderr) if progress else say(line)
+                    if stop.requested is not None:
+                        status, stopped_by = "interrupted", stop.requested
+                        break
+                    if max_minutes is not None and (time.monotonic() - t_start) / 60.0 >= max_minutes:
+                        status = "time"
+                        break
+        finally:
+            bar.close()
+        if self.step % self.targs["val_every"] != 0 or status != "done":
+            self.save("last")
+        if not (self.run / "best.safetensors").exists():  # stopped before the first validation
+            self.save("best")
+        best = {"step": self.best_step, "val_loss": self.best_loss if math.isfinite(self.best_loss) else None}
+        return TrainResult(status, self.step, self.run, best, self.last_val, stopped_by)
 
 
 def _complete_hparams(kind: str, hp: dict[str, Any]) -> dict[str, Any]:
@@ -426,94 +541,3 @@ def _format_val(v: dict[str, Any]) -> str:
         f"step {v['step']} ({v['minutes']:.1f} min): train {v['train_loss']:.4f} val {v['val_loss']:.4f} "
         f"log_mel_l1 {v['log_mel_l1']:.4f} sc {v['spectral_convergence']:.4f}{pesq}"
     )
-
-
-# ---------------------------------------------------------------------- the command
-
-
-def _parse_hparam(text: str) -> tuple[str, Any]:
-    check("=" in text, f"--hparam {text!r} must be KEY=VALUE (e.g. channels=128)")
-    key, value = text.split("=", 1)
-    try:
-        parsed = json.loads(value)
-    except json.JSONDecodeError:
-        parsed = value
-    return key.strip(), parsed
-
-
-def cmd_train(args: argparse.Namespace, ui: Any) -> int:
-    """``melinvert train``: parse, train, report; exit 130 after Ctrl-C (a checkpoint is saved)."""
-    from ..cli import config_from_args
-
-    cfg = config_from_args(args, required=True)
-    assert cfg is not None
-    if args.threads is not None:
-        check(args.threads >= 1, f"--threads {args.threads} must be >= 1")
-        torch.set_num_threads(args.threads)
-    hp = dict(_parse_hparam(h) for h in (args.hparam or []))
-    targs = {k: getattr(args, k) for k in TRAIN_ARGS}
-    result = train(
-        args.model,
-        args.inputs,
-        cfg,
-        args.output,
-        val=args.val,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        hparams=hp,
-        max_minutes=args.max_minutes,
-        resume=args.resume,
-        device=args.device,
-        progress=not args.quiet,
-        log=ui.note,
-        **targs,
-    )
-    where = result.run_dir
-    if result.status == "interrupted":
-        ui.error(
-            f"interrupted at step {result.step}; saved {where / 'last.safetensors'} (continue with --resume)"
-        )
-        return 130
-    if result.status == "time":
-        ui.note(f"--max-minutes reached at step {result.step}; saved {where / 'last.safetensors'}")
-    best = result.best or {}
-    ui.out(
-        f"{args.model}: {result.step} steps; best validation loss {best.get('val_loss')} at step "
-        f"{best.get('step')}: {where / 'best.safetensors'}"
-    )
-    return 0
-
-
-def add_train_options(p: argparse.ArgumentParser) -> None:
-    """The arguments of ``melinvert train``."""
-    from ..cli import add_required_config
-
-    p.add_argument("model", choices=tuple(TASKS), help="what to train")
-    p.add_argument("inputs", nargs="+", metavar="AUDIO", help="audio files or folders (walked recursively)")
-    p.add_argument(
-        "-o", "--output", required=True, metavar="RUN_DIR", help="run folder for checkpoints and log"
-    )
-    add_required_config(p)
-    p.add_argument(
-        "--val", action="append", metavar="PATH", help="validation audio (file or folder; repeatable)"
-    )
-    p.add_argument(
-        "--val-fraction", type=float, default=0.05, help="files held out when no --val (default 0.05)"
-    )
-    p.add_argument("--steps", type=int, help="total optimiser steps (default per model)")
-    p.add_argument("--batch-size", type=int, help="crops per step")
-    p.add_argument("--crop-frames", type=int, help="mel frames per crop")
-    p.add_argument("--lr", type=float, help="peak learning rate (Adam; warm-up then cosine decay)")
-    p.add_argument("--gain-db", type=float, help="random gain range of the crops, +-dB")
-    p.add_argument("--val-every", type=int, help="validate (and save) every N steps")
-    p.add_argument("--val-method", help="method the validation inverts with (default per model)")
-    p.add_argument("--val-n-iter", type=int, help="iterations of the validation method's stage 2")
-    p.add_argument("--hparam", action="append", metavar="KEY=VALUE", help="model hyperparameter (repeatable)")
-    p.add_argument("--seed", type=int, help="seed for weights, split, crops and noise (default 0)")
-    p.add_argument("--max-minutes", type=float, help="stop and save after this many minutes")
-    p.add_argument(
-        "--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint"
-    )
-    p.add_argument("--device", default="cpu", metavar="DEV", help="cpu (default), auto, cuda or cuda:N")
-    p.add_argument("--threads", type=int, help="CPU threads torch may use")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
