@@ -525,10 +525,8 @@ def stft_gd(
     )
     check(mel_domain in ("log", "linear"), f"mel_domain={mel_domain!r} must be 'log' or 'linear'")
     held = Boundary(known, config.hop_length)
-    x0 = held.hold(start.detach())
-    best = Reporter(None, 0)
+    x0, best, tiny = held.hold(start.detach()), Reporter(None, 0), torch.finfo(start.dtype).tiny
     obj = MelObjective(mel, config, x0.shape[-1], floor=floor, dtype=x0.dtype, device=x0.device)
-    tiny = torch.finfo(x0.dtype).tiny
     with torch.enable_grad():
         v0 = obj.ops.analysis(x0)
         loss_of = _StftLoss(obj, held, v0, weights, mel_domain, squared)
