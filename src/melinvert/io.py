@@ -1220,7 +1220,7 @@ def load_mel(
     config : MelConfig or str, optional
         The config the mel is expected to have. It decides the layout (its ``n_mels``), must
         equal the config the file records (if any), and the values must fit its compression
-        (:meth:`~melinvert.config.Compression.range_problem`).
+        (:meth:`~melinvert.config.Compression.check_range`; values a little below the floor pass).
     layout : {"auto", "mels-first", "time-first"}
         How the file stores the axes; ``auto`` decides from ``n_mels`` or the sizes.
 
@@ -1249,7 +1249,9 @@ def load_mel(
     if use is not None:
         from .dsp import from_numpy_readonly
 
-        problem = use.compression.range_problem(from_numpy_readonly(np.ascontiguousarray(mel)))
+        # values a little below the floor (predicted mels) are clamped, with a notice, by the
+        # inversion; only what cannot be a mel of this compression is refused here
+        problem = use.compression.check_range(from_numpy_readonly(np.ascontiguousarray(mel))).error
         check(problem is None, f"{src}: {problem}")
     return mel, recorded
 

@@ -219,6 +219,12 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
         help="trained weights for the learned stages (refiner, degli, cnn_vocoder): a 'melinvert train' "
         "run folder or a .safetensors checkpoint (repeatable; default: the weights shipped for the preset)",
     )
+    parser.add_argument(
+        "--strict-range",
+        action="store_true",
+        help="refuse mel values below the compression's floor instead of clamping them with a notice "
+        "(predicted mels often dip a little below it)",
+    )
 
 
 def add_subtype(parser: argparse.ArgumentParser) -> None:

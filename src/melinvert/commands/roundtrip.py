@@ -50,6 +50,7 @@ def cmd_roundtrip(args: argparse.Namespace, ui: Console) -> int:
         device=args.device,
         length=len(y),
         model=args.model,
+        strict_range=args.strict_range,
     )
     wall = time.perf_counter() - t0
     for n in save_audio(
