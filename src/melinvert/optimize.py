@@ -732,7 +732,7 @@ def _refine_stage(optimizer: Callable[..., torch.Tensor]) -> Callable[..., State
 
         held = ctx.boundary.held if ctx.boundary is not None else None
         audio = optimizer(
-            ctx.target, ctx.config, ctx.waveform(state), n_iter=iters, callback=report, known=held, **params
+            state.mel, ctx.config, ctx.waveform(state), n_iter=iters, callback=report, known=held, **params
         )
         return state.replace(audio=audio)
 

@@ -407,7 +407,7 @@ def _iterative_stage(algorithm: Callable[..., torch.Tensor]) -> Callable[..., St
     def run(state: State, ctx: Context, *, iters: int, refit: bool = False, **params: object) -> State:
         if iters == 0:
             return state.replace(audio=ctx.frames.synthesis(torch.polar(state.mag, state.angles)))
-        fit = MelRefit(ctx.target_frames_first, ctx.config) if refit else None
+        fit = MelRefit(ctx.frames_first(state.mel), ctx.config) if refit else None
         audio = algorithm(
             state.mag, ctx.frames, state.angles, n_iter=iters, refit=fit, callback=ctx.progress, **params
         )

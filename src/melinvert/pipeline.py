@@ -116,7 +116,7 @@ def invert_block(plan: Plan, ctx: Context) -> torch.Tensor:
     Each step's iterations are reported through ``ctx.progress``; a plan that ends before a
     waveform (no stage 2) is synthesised from its magnitude and initial phase.
     """
-    state = State()
+    state = State(mel=ctx.target)
     for step in plan.steps:
         ctx.progress.begin(step.stage.name, int(step.params.get("iters", 0)))
         state = step.stage.fn(state, ctx, **step.params)
@@ -127,8 +127,8 @@ def invert_block(plan: Plan, ctx: Context) -> torch.Tensor:
 def quick_estimate(ctx: Context) -> torch.Tensor:
     """A waveform from what the block's progress has, for an interrupt before any stage made one:
     the magnitude so far (else the clipped pseudo-inverse), its phase (else PGHI), one synthesis."""
-    state = ctx.progress.state
-    mag = state.mag if state.mag is not None else ctx.stage_magnitude(pinv(ctx.target, ctx.config))
+    state = ctx.progress.state if ctx.progress.state.mel is not None else State(mel=ctx.target)
+    mag = state.mag if state.mag is not None else ctx.stage_magnitude(pinv(state.mel, ctx.config))
     angles = state.angles
     if angles is None:
         angles = init_pghi(mag, ctx.config, anchor=ctx.frames.known_angles())

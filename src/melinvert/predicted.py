@@ -32,11 +32,13 @@ from typing import Any, NamedTuple
 
 import torch
 
+from . import registry
 from .config import MelConfig, resolve_config
 from .dsp import FrameOps, as_tensor
 from .errors import check, check_positive
 from .magnitude import decode_mel, nnls
 from .phase import MelRefit, agla, init_pghi, power
+from .stage import Context, State
 
 #: Roughness targets of :func:`sharpen_mel` (time, mel bins): below the lowest a recording of
 #: real speech measured (0.93, 1.49) on 22 clips, above what a blur of a frame and 0.7 bin leaves.
@@ -289,3 +291,25 @@ def mel_consistency(mel: Any, config: MelConfig | str, *, n_iter: int = 10) -> M
             lin, config, length=config.n_samples(lin.shape[-1]), n_iter=n_iter, sharpen=False, callback=keep
         )
     return MelConsistency(losses[-1].double().cpu().numpy(), rough[:, 0], rough[:, 1])
+
+
+# ---------------------------------------------------------------------- stages
+
+
+def _sharpen_stage(
+    state: State, ctx: Context, *, targets: tuple[float, float], max_amount: float, steps: int
+) -> State:
+    """The ``mel`` stage: the mel later stages fit, sharpened where it is over-smoothed."""
+    return state.replace(
+        mel=sharpen_mel(state.mel, ctx.config, targets=targets, max_amount=max_amount, steps=steps)
+    )
+
+
+registry.register(
+    "sharpen",
+    "mel",
+    _sharpen_stage,
+    params={"targets": SHARPEN_TARGETS, "max_amount": 6.0, "steps": 12},
+    description="sharpen an over-smoothed (predicted) log-mel back to a recording's roughness; "
+    "leaves the mel of a recording as it is",
+)
