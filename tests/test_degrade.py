@@ -144,14 +144,18 @@ def test_masked_mixture_is_the_wiener_mask_of_the_mixture(preset):
     s = harmonic_noise(cfg.sample_rate, 0.8, seed=0)
     n = harmonic_noise(cfg.sample_rate, 0.8, seed=5, f0=220.0)
     mix, scaled = D.mix_at_snr(s, n, 0.0)
-    lin = [cfg.compression.decode(torch.from_numpy(mi.mel_spectrogram(x, cfg))).numpy() for x in (mix, s, scaled)]
+    lin = [
+        cfg.compression.decode(torch.from_numpy(mi.mel_spectrogram(x, cfg))).numpy() for x in (mix, s, scaled)
+    ]
     p = cfg.power
     s2, n2 = lin[1] ** (2 / p), lin[2] ** (2 / p)
     want = lin[0] * np.maximum(s2 / (s2 + n2), 0.1) ** (p / 2)
     got = D.oracle_masked_mel(s, n, cfg, 0.0, mask_floor=0.1)
     np.testing.assert_allclose(
-        cfg.compression.decode(torch.from_numpy(got)).numpy(), np.maximum(want, cfg.compression.floor) if
-        cfg.compression.kind == "ln" else want, rtol=1e-9, atol=1e-12
+        cfg.compression.decode(torch.from_numpy(got)).numpy(),
+        np.maximum(want, cfg.compression.floor) if cfg.compression.kind == "ln" else want,
+        rtol=1e-9,
+        atol=1e-12,
     )
     # mask floor 1 keeps the mixture's mel
     whole = D.oracle_masked_mel(s, n, cfg, 0.0, mask_floor=1.0)
@@ -164,7 +168,7 @@ def test_masked_mixture_is_the_wiener_mask_of_the_mixture(preset):
 def test_errors():
     cfg = mi.get_preset("hifigan-22k-80")
     mel = mel_of("hifigan-22k-80")
-    with pytest.raises(MelinvertError, match="sigma_frames|time_sigma"):
+    with pytest.raises(MelinvertError, match="time_sigma="):
         D.smooth_time(mel, cfg, -1.0)
     with pytest.raises(MelinvertError, match="freq_sigma"):
         D.smooth_frequency(mel, cfg, float("nan"))
@@ -172,7 +176,7 @@ def test_errors():
         D.add_log_noise(mel, cfg, -0.1)
     with pytest.raises(MelinvertError, match="level_db"):
         D.shift_level(mel, cfg, float("inf"))
-    with pytest.raises(MelinvertError, match="80 bins|has 40 bins"):
+    with pytest.raises(MelinvertError, match="mel has 40 bins"):
         D.smooth_time(mel[:40], cfg, 1.0)
     with pytest.raises(MelinvertError, match=r"\(\.\.\., n_mels, frames\)"):
         D.smooth_time(mel[0], cfg, 1.0)
@@ -182,7 +186,7 @@ def test_errors():
         D.add_log_noise(mel, cfg, 0.1, seed=1, generator=torch.Generator())
     with pytest.raises(MelinvertError, match="seed="):
         D.add_log_noise(mel, cfg, 0.1, seed=1.5)
-    with pytest.raises(MelinvertError, match="must be a melinvert.degrade.Degradation"):
+    with pytest.raises(MelinvertError, match=r"must be a melinvert\.degrade\.Degradation"):
         D.apply(mel, cfg, {"time_sigma": 1.0})
     with pytest.raises(MelinvertError, match="sigma=-2"):
         D.gaussian_blur(torch.zeros(4), -2)

@@ -42,7 +42,10 @@ def test_ranks_the_obvious_cases_on_real_speech(clip):
     rng = np.random.default_rng(0)
     noise = 0.1 * rng.standard_normal(y.size)
     quiet = 1e-4 * rng.standard_normal(y.size)
-    s = {name: M.mos(x, 22050) for name, x in (("orig", y), ("gl", griffin), ("noise", noise), ("quiet", quiet))}
+    s = {
+        name: M.mos(x, 22050)
+        for name, x in (("orig", y), ("gl", griffin), ("noise", noise), ("quiet", quiet))
+    }
     for key in ("distillmos", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_p808"):
         assert s["orig"][key] > s["gl"][key] > max(s["noise"][key], s["quiet"][key]), (key, s)
     assert s["orig"]["distillmos"] > 3.8 and s["orig"]["dnsmos_ovrl"] > 3.0, s["orig"]
@@ -55,7 +58,9 @@ def test_ranks_the_obvious_cases_on_real_speech(clip):
 def test_batch_rate_and_level():
     y = harmonic_noise(22050, 1.2, seed=0)
     one = M.mos(y, 22050)
-    assert list(one) == list(M.MOS_KEYS) and all(isinstance(v, float) and 1.0 <= v <= 5.0 for v in one.values())
+    assert list(one) == list(M.MOS_KEYS) and all(
+        isinstance(v, float) and 1.0 <= v <= 5.0 for v in one.values()
+    )
     both = M.mos(np.stack([y, 0.5 * y]), 22050)
     for k in M.MOS_KEYS:
         assert both[k].shape == (2,)

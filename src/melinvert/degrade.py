@@ -352,7 +352,9 @@ def masked_mixture(
             t.shape == mix.shape,
             f"{name} shape {tuple(t.shape)} differs from mixture_mel shape {tuple(mix.shape)}",
         )
-        parts.append(cfg.compression.decode(t.to(device=mix.device, dtype=torch.float64)) ** (2.0 / cfg.power))
+        parts.append(
+            cfg.compression.decode(t.to(device=mix.device, dtype=torch.float64)) ** (2.0 / cfg.power)
+        )
     s2, n2 = parts
     den = s2 + n2
     mask = torch.where(den > 0, s2 / torch.where(den > 0, den, 1.0), 1.0).clamp(min=float(mask_floor))
@@ -395,4 +397,3 @@ def oracle_masked_mel(
     ]
     out = masked_mixture(mels[0], mels[1], mels[2], cfg, mask_floor=mask_floor)
     return to_output(out, was_numpy, dtype)
-

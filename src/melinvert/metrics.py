@@ -84,7 +84,10 @@ SCORE_KEYS = (
 MOS_KEYS = ("distillmos", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
 
 #: The MOS models, each with the keys of :data:`MOS_KEYS` it fills.
-MOS_MODELS = {"distillmos": ("distillmos",), "dnsmos": ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")}
+MOS_MODELS = {
+    "distillmos": ("distillmos",),
+    "dnsmos": ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808"),
+}
 
 #: How to install the MOS models (distillmos's declared requirements would replace torch).
 MOS_INSTALL_HINT = 'pip install "melinvert[mos]" && pip install --no-deps distillmos xls-r-sqa'
@@ -733,7 +736,10 @@ def mos(
     x = _audio(audio, "audio")
     chosen = tuple(MOS_MODELS) if models is None else tuple(models)
     unknown = [m for m in chosen if m not in MOS_MODELS]
-    check(not unknown, f"unknown MOS model(s) {', '.join(map(str, unknown))}; choose from {', '.join(MOS_MODELS)}")
+    check(
+        not unknown,
+        f"unknown MOS model(s) {', '.join(map(str, unknown))}; choose from {', '.join(MOS_MODELS)}",
+    )
     if x.shape[-1] < MOS_MIN_SECONDS * sr:
         raise UnscorableError(
             f"MOS needs at least {MOS_MIN_SECONDS} s of audio; got {x.shape[-1] / sr:.3g} s ({x.shape[-1]} samples)"
