@@ -173,7 +173,7 @@ def table(rows: list[dict], methods: list[str], conds: list[Condition], original
             lines.append(
                 f"| {c.name} | {m} | {v['pesq_wb']:.2f} | {v['stoi']:.3f} | {v['l1_given']:.3f} | "
                 f"{v['l1_orig']:.3f} | {v['distillmos']:.2f} | {v['dnsmos_ovrl']:.2f} | {v['rms_ratio_db']:+.2f} | "
-                f"{max(abs(r['lag']) for r in rs)} | {per10:.2f} |"
+                f"{int(max(abs(r['lag']) for r in rs))} | {per10:.2f} |"
             )
     lines.append(
         f"| original recording | - | | | | | {mean(originals, 'distillmos'):.2f} | "
@@ -242,6 +242,28 @@ def run(args: argparse.Namespace) -> tuple[str, list[dict]]:
     return note + table(rows, methods, conds, originals), rows
 
 
+def table_from_csv(args: argparse.Namespace) -> str:
+    """The table of a CSV this script wrote (an interrupted run's too), for the clips it holds."""
+    with open(args.table_from, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k in (*COLUMNS, "seconds", "audio_s", "lag"):
+            r[k] = None if r[k] in ("", "None") else float(r[k])
+    cfg = mi.get_preset(PRESET)
+    names = list(dict.fromkeys(r["clip"] for r in rows))
+    originals = []
+    for name, y, sr in load_clips(Path(args.clip_dir)):
+        if name in names:
+            y = soxr.resample(y, sr, cfg.sample_rate, "VHQ") if sr != cfg.sample_rate else y
+            y = y[: round(args.max_seconds * cfg.sample_rate)] if args.max_seconds else y
+            originals.append(metrics.mos(y, cfg.sample_rate))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    conds = [c for c in CONDITIONS if any(r["condition"] == c.name for r in rows)]
+    audio_s = sum(r["audio_s"] for r in rows if r["method"] == methods[0] and r["condition"] == conds[0].name)
+    note = f"Clips: {len(names)} ({', '.join(names)}; {audio_s:.1f} s) from `{args.table_from}`.\n\n"
+    return note + table(rows, methods, conds, originals)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clips", type=int, default=10, help="how many clips (0: all)")
@@ -259,7 +281,11 @@ def main() -> None:
     )
     p.add_argument("--out", default="", help="write every clip's scores to this CSV")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--table-from", default="", help="print the table of a CSV written by --out, then exit")
     args = p.parse_args()
+    if args.table_from:
+        print(table_from_csv(args))
+        return
     text, _ = run(args)
     print(text)
 
