@@ -758,6 +758,9 @@ def mos(
     return result
 
 
+_mos = mos  # score()'s parameter of the same name hides the function there
+
+
 # ---------------------------------------------------------------------- all at once
 
 
@@ -851,6 +854,3 @@ def score(
         except UnscorableError:
             result.update(dict.fromkeys(MOS_KEYS))
     return result
-
-
-_mos = mos  # score()'s parameter of the same name hides the function there
