@@ -25,11 +25,11 @@ lists that group.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
 import os
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
