@@ -121,8 +121,8 @@ def linear_mel_blocks(
             yield block(done, done + block_frames)
             done += block_frames
         stream.drop_before(done)
-    stream.finish()
     check_length(stream.samples, cfg)
+    stream.finish()
     total = 1 + (stream.samples + 2 * cfg.pad - cfg.n_fft) // cfg.hop_length
     while done < total:
         end = min(done + block_frames, total)
@@ -210,6 +210,9 @@ def mel_of_file(
     except MelinvertError as e:  # a length problem: name the file
         if not str(e).startswith("audio has "):
             raise
-        raise MelinvertError(f"{os.fspath(path)!r} {str(e)[len('audio ') :]}") from None
+        n = str(e)[len("audio has ") :].split(" ", 1)
+        raise MelinvertError(
+            f"{os.fspath(path)!r} has {n[0]} samples at {cfg.sample_rate} Hz{n[1][len('samples') :]}"
+        ) from None
     first = np.concatenate(head) if head else np.zeros(0, np.float32)
     return FileMel(mel, audio.samples, cfg.sample_rate, audio.notices, first)
