@@ -39,9 +39,20 @@ import traceback
 import warnings
 from collections.abc import Iterator, Sequence
 
-from .. import __version__
+from .. import __version__, _startup
 from ..errors import MelinvertError
-from . import bench, demo, inspect, invert, mel, methods, presets, roundtrip, score, train
+from . import (
+    bench,
+    demo,
+    inspect,
+    invert,
+    mel,
+    methods,
+    presets,
+    roundtrip,
+    score,
+    train,
+)
 from .common import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
@@ -90,6 +101,8 @@ __all__ = [
     "plan_jobs",
     "register",
 ]
+
+_startup.release()  # melinvert/__init__ guarded Ctrl-C while the command line loaded
 
 #: Every subcommand, in ``--help`` order. Add one line here to add a command.
 COMMANDS: list[Command] = [
