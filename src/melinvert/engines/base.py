@@ -53,8 +53,10 @@ class Job:
     output: Path
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "input", Path(self.input))
-        object.__setattr__(self, "output", Path(self.output))
+        if not isinstance(self.input, Path):
+            object.__setattr__(self, "input", Path(self.input))
+        if not isinstance(self.output, Path):
+            object.__setattr__(self, "output", Path(self.output))
 
 
 class Task:

@@ -40,61 +40,61 @@ class _Resolver:
         return os.path.normcase(real)
 
 
-def _walk(root: Path, extensions: tuple[str, ...]) -> list[Path]:
-    """Files under ``root`` with one of ``extensions`` (hidden entries skipped), sorted per folder."""
-    found: list[Path] = []
-    stack = [root]
+def _walk(root: str, extensions: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``(path, path relative to root)`` of the files under ``root`` with one of
+    ``extensions`` (hidden entries skipped), sorted folder by folder."""
+    found: list[tuple[tuple[str, ...], str]] = []
+    stack = [(root, ())]
     while stack:
-        folder = stack.pop()
+        folder, parts = stack.pop()
         try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            entries = list(os.scandir(folder))
         except OSError as e:
-            check(False, f"cannot read folder {str(folder)!r}: {e.strerror or e}")
-        subfolders = []
+            check(False, f"cannot read folder {folder!r}: {e.strerror or e}")
         for entry in entries:
-            if entry.name.startswith("."):
+            name = entry.name
+            if name.startswith("."):
                 continue
             if entry.is_dir():
-                subfolders.append(Path(entry.path))
-            elif entry.name.lower().endswith(extensions) and entry.is_file():
-                found.append(Path(entry.path))
-        stack.extend(reversed(subfolders))
-    return sorted(found, key=lambda p: p.relative_to(root).parts)
+                stack.append((entry.path, (*parts, name)))
+            elif name.lower().endswith(extensions) and entry.is_file():
+                found.append(((*parts, name), entry.path))
+    found.sort()
+    return [(path, os.path.join(*rel)) for rel, path in found]
 
 
 def find_files(
     inputs: Sequence[PathLike], extensions: Iterable[str], *, file_kind: str | None = None
-) -> list[tuple[Path, Path | None]]:
+) -> list[tuple[str, str | None, str]]:
     """The files named in ``inputs`` and those found in folders among them, each once.
 
     Returns
     -------
-    list of (Path, Path or None)
-        ``(file, path relative to its folder input, or None for a file input)``.
+    list of (str, str or None, str)
+        ``(file, path relative to its folder input or None for a file input, resolved path)``.
     """
     exts = tuple(e.lower() for e in extensions)
     check(len(inputs) > 0, "no input files given")
     resolver = _Resolver()
-    found: list[tuple[Path, Path | None]] = []
+    found: list[tuple[str, str | None, str]] = []
     seen: set[str] = set()
     for item in inputs:
-        p = Path(item)
-        check(p.exists(), f"input {str(p)!r} does not exist")
-        if p.is_dir():
-            files = _walk(p, exts)
-            check(bool(files), f"no {', '.join(exts)} files found in folder {str(p)!r}")
-            pairs: list[tuple[Path, Path | None]] = [(f, f.relative_to(p)) for f in files]
+        p = os.fspath(item)
+        check(os.path.exists(p), f"input {p!r} does not exist")
+        if os.path.isdir(p):
+            pairs: list[tuple[str, str | None]] = list(_walk(p, exts))
+            check(bool(pairs), f"no {', '.join(exts)} files found in folder {p!r}")
         else:
             check(
-                file_kind is None or p.suffix.lower() in exts,
-                f"{str(p)!r} is not an {file_kind} file ({', '.join(exts)})",
+                file_kind is None or os.path.splitext(p)[1].lower() in exts,
+                f"{p!r} is not an {file_kind} file ({', '.join(exts)})",
             )
             pairs = [(p, None)]
         for f, rel in pairs:
-            key = resolver.file(os.fspath(f))
+            key = resolver.file(f)
             if key not in seen:
                 seen.add(key)
-                found.append((f, rel))
+                found.append((f, rel, key))
     return found
 
 
@@ -152,41 +152,35 @@ def plan_jobs(
             out_p.suffix.lower() == suffix.lower(),
             f"output {out_s!r} should end in {suffix} (or name a folder, ending in '/')",
         )
-        jobs = [Job(found[0][0], out_p)]
+        outputs = [out_s]
     else:
         check(
             not (out_p.exists() and not out_p.is_dir()),
             f"output {out_s!r} is a file; with these inputs it must be a folder",
         )
-        jobs = [
-            Job(f, out_p / (rel.with_suffix(suffix) if rel is not None else Path(f.stem + suffix)))
-            for f, rel in found
+        outputs = [
+            os.path.join(out_s, os.path.splitext(rel if rel is not None else os.path.basename(f))[0] + suffix)
+            for f, rel, _ in found
         ]
-    _check_plan(jobs)
-    return jobs
+    _check_plan(found, outputs)
+    return [Job(Path(f), Path(o)) for (f, _, _), o in zip(found, outputs)]
 
 
-def _check_plan(jobs: Sequence[Job]) -> None:
-    """Refuse two jobs writing one output, and an output that is (or links to) an input."""
+def _check_plan(found: Sequence[tuple[str, str | None, str]], outputs: Sequence[str]) -> None:
+    """Refuse two inputs writing one output, and an output that is (or links to) an input."""
     resolver = _Resolver()
-    by_output: dict[str, Path] = {}
-    input_keys: dict[str, Path] = {}
-    input_ids: dict[tuple[int, int], Path] = {}
-    for job in jobs:
-        input_keys[resolver.file(os.fspath(job.input))] = job.input
-        ident = _identity(os.fspath(job.input))
-        if ident is not None:
-            input_ids[ident] = job.input
-    for job in jobs:
-        key = resolver.file(os.fspath(job.output))
+    input_keys = {key: f for f, _, key in found}
+    input_ids: dict[tuple[int, int], str] = {}
+    by_output: dict[str, str] = {}
+    for (f, _, _), out in zip(found, outputs):
+        key = resolver.file(out)
         other = by_output.get(key)
-        check(
-            other is None,
-            f"inputs {str(other)!r} and {str(job.input)!r} would both write {str(job.output)!r}",
-        )
-        by_output[key] = job.input
+        check(other is None, f"inputs {other!r} and {f!r} would both write {out!r}")
+        by_output[key] = f
         hit = input_keys.get(key)
-        if hit is None and os.path.lexists(job.output):
-            ident = _identity(os.fspath(job.output))
+        if hit is None and os.path.lexists(out):
+            if not input_ids:
+                input_ids = {i: g for g, _, _ in found if (i := _identity(g)) is not None}
+            ident = _identity(out)
             hit = input_ids.get(ident) if ident is not None else None
-        check(hit is None, f"output {str(job.output)!r} would replace the input {str(hit)!r}")
+        check(hit is None, f"output {out!r} would replace the input {hit!r}")
