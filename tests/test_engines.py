@@ -123,6 +123,29 @@ def test_worker_processes_give_the_same_files(tmp_path: Path) -> None:
     assert _outputs(tmp_path / "a") == _outputs(tmp_path / "b")
 
 
+class CrashOnShortTask(InvertTask):
+    """Kills its worker process on a mel shorter than 30 frames (a segfault, the OOM killer)."""
+
+    def process(self, items: list[np.ndarray]) -> list[np.ndarray]:
+        if any(m.shape[-1] < 30 for m in items):
+            os._exit(3)
+        return super().process(items)
+
+
+@pytest.mark.slow
+def test_a_dying_worker_fails_only_its_file(tmp_path: Path) -> None:
+    src = _mel_folder(tmp_path / "in", [0.4, 0.5, 0.4, 0.5])
+    mel = melinvert.mel_spectrogram(_signal(0.2, 9), CFG)
+    melinvert.save_mel(src / "short.npy", mel, CFG)
+    jobs = plan_jobs([src], tmp_path / "out", ".wav", extensions=(".npy",))
+    s = run(
+        jobs, CrashOnShortTask(CFG, method="fast"), manifest=Manifest.in_folder(tmp_path / "out"), workers=2
+    )
+    assert s.done == 4 and [Path(f).name for f, _, _ in s.failed] == ["short.npy"]
+    assert "worker process died" in s.failed[0][2]
+    assert _debris(tmp_path / "out") == []
+
+
 # ---------------------------------------------------------------------- bad files
 
 
@@ -231,7 +254,9 @@ def test_sigterm_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, dataset: tup
     src, ref = dataset
     out = tmp_path / "out"
     p = _driver(src, out)
-    time.sleep(3.0)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*.wav")) and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # signal once the run is under way (start-up varies with the load)
     p.send_signal(signal.SIGTERM)
     rc, _ = _finish(p)
     assert rc in (143, 0)  # 0 only if it finished before the signal

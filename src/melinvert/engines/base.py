@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -217,7 +218,7 @@ def one_line(e: BaseException, limit: int = 240) -> str:
     """An exception as one line: MelinvertError's own message; anything else named as internal."""
     from ..errors import MelinvertError
 
-    text = str(e).strip()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()
     line = text.splitlines()[0].strip() if text else ""
     if not isinstance(e, MelinvertError):
         line = f"internal error ({type(e).__name__}{': ' + line if line else ''})"

@@ -253,19 +253,21 @@ class _Run:
     def _take_batch(self) -> list[_Item]:
         """Up to ``batch`` items of the most common length first (equal lengths batch exactly),
         then of the nearest lengths, within the memory budget."""
-        counts: dict[int, int] = {}
-        for i in self.ready:
-            counts[i.length] = counts.get(i.length, 0) + 1
-        common = max(counts, key=lambda n: (counts[n], -n))
-        order = sorted(self.ready, key=lambda i: (abs(i.length - common), i.length))
-        if any(i.attempts for i in order[:1]):
-            order = [i for i in order if i.attempts][:1]  # a retry after a worker died runs alone
-        batch, total = [], 0
-        for item in order:
-            if batch and (len(batch) >= self.batch or total + item.nbytes > self.budget or item.attempts):
-                break
-            batch.append(item)
-            total += item.nbytes
+        retry = [i for i in self.ready if i.attempts]
+        if retry:  # after a worker died, its items run alone: a poison file then fails by itself
+            batch = retry[:1]
+        else:
+            counts: dict[int, int] = {}
+            for i in self.ready:
+                counts[i.length] = counts.get(i.length, 0) + 1
+            common = max(counts, key=lambda n: (counts[n], -n))
+            order = sorted(self.ready, key=lambda i: (abs(i.length - common), i.length))
+            batch, total = [], 0
+            for item in order:
+                if batch and (len(batch) >= self.batch or total + item.nbytes > self.budget):
+                    break
+                batch.append(item)
+                total += item.nbytes
         taken = {id(i) for i in batch}
         self.ready = [i for i in self.ready if id(i) not in taken]
         return batch

@@ -93,6 +93,17 @@ class _Actor:
             return {"status": "failed", "error": one_line(e)}
 
 
+def _dumps(task: Task) -> bytes:
+    """The task for the actors: by value (Ray's cloudpickle), so a task class defined in the
+    driver's script reaches workers that cannot import that script."""
+    try:
+        from ray import cloudpickle
+
+        return cloudpickle.dumps(task)
+    except ImportError:
+        return pickle.dumps(task)
+
+
 def _stat(path: os.PathLike) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -116,7 +127,7 @@ def _pipeline(ray: Any, todo: list[Job], task: Task, *, actors: int | None, batc
     )
     ds = ds.map_batches(
         _Actor,
-        fn_constructor_args=(pickle.dumps(task), threads),
+        fn_constructor_args=(_dumps(task), threads),
         batch_size=batch or 16,
         compute=ray.data.ActorPoolStrategy(size=size),
         num_cpus=0 if gpus else threads,
