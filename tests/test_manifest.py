@@ -178,6 +178,15 @@ def test_live_claim_is_busy_and_a_dead_one_is_taken_over(tmp_path: Path) -> None
     assert list(tmp_path.iterdir()) == []  # the stale claim moved aside was removed too
 
 
+def test_claim_being_written_is_busy_until_it_is_old(tmp_path: Path) -> None:
+    out = tmp_path / "x.wav"
+    claim_path(out).touch()  # another run between O_EXCL create and its write
+    assert isinstance(acquire_claim(out, "r"), dict)
+    os.utime(claim_path(out), (time.time() - 60, time.time() - 60))  # its creator died there
+    claim = acquire_claim(out, "r")
+    assert not isinstance(claim, dict) and claim.taken_over is not None
+
+
 def test_claim_exclusive_within_a_process(tmp_path: Path) -> None:
     out = tmp_path / "x.wav"
     first = acquire_claim(out, "r1")

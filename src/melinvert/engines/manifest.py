@@ -50,6 +50,9 @@ SCHEMA = 1
 #: Suffixes of the temporary files melinvert's atomic writes leave after a kill.
 TEMP_SUFFIXES = (".part", ".tmp")
 
+#: Seconds after which a claim file still without its holder's record counts as abandoned.
+CLAIM_WRITE_GRACE_S = 30.0
+
 _HOST = socket.gethostname()
 _CHUNK = 1 << 20
 
@@ -278,6 +281,7 @@ def read_claim(path: Path) -> dict[str, Any] | None:
     """A claim's holder (``pid``, ``host``, ``start``, ``run``, ``making``), or None if gone."""
     try:
         text = path.read_text(encoding="utf-8")
+        age = time.time() - path.stat().st_mtime
     except FileNotFoundError:
         return None
     except OSError:
@@ -291,13 +295,16 @@ def read_claim(path: Path) -> dict[str, Any] | None:
         info = {}
     info["making"] = "making" in lines[1:]
     info["raw"] = text
+    info["age"] = age
     return info
 
 
 def claim_is_stale(info: dict[str, Any]) -> bool:
     """A claim left by a dead process on this host (or one torn while being created)."""
-    if "pid" not in info:  # a claim whose creator died between create and write
-        return info.get("host") in (None, _HOST)
+    if "pid" not in info:
+        # created but not yet written (its holder is between open and write), or its creator
+        # died right there: only the latter grows old
+        return info.get("age", 0.0) > CLAIM_WRITE_GRACE_S
     return info.get("host") == _HOST and not process_alive(int(info["pid"]), info.get("start"))
 
 
