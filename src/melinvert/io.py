@@ -577,6 +577,20 @@ def _check_wav_complete(path: Path) -> None:
             pos += 8 + csize + (csize & 1)
 
 
+def _audio_file(path: PathLike) -> tuple[Path, str]:
+    """An existing audio file of a format melinvert reads (a WAV checked complete): ``(path, ext)``."""
+    p = _existing_file(path, "audio file")
+    ext = p.suffix.lower()
+    check(
+        ext in AUDIO_EXTENSIONS,
+        f"{str(p)!r}: unsupported audio format {ext or '(no extension)'!r}; "
+        f"melinvert reads {', '.join(AUDIO_EXTENSIONS)}",
+    )
+    if ext == ".wav":
+        _check_wav_complete(p)
+    return p, ext
+
+
 def read_audio(path: PathLike) -> tuple[np.ndarray, int, str]:
     """Read an audio file as it is stored.
 
@@ -590,15 +604,7 @@ def read_audio(path: PathLike) -> tuple[np.ndarray, int, str]:
     """
     import soundfile as sf
 
-    p = _existing_file(path, "audio file")
-    ext = p.suffix.lower()
-    check(
-        ext in AUDIO_EXTENSIONS,
-        f"{str(p)!r}: unsupported audio format {ext or '(no extension)'!r}; "
-        f"melinvert reads {', '.join(AUDIO_EXTENSIONS)}",
-    )
-    if ext == ".wav":
-        _check_wav_complete(p)
+    p, ext = _audio_file(path)
     try:
         info = sf.info(str(p))
         data, sr = sf.read(str(p), dtype="float32", always_2d=True)
@@ -690,15 +696,7 @@ class AudioBlocks:
                 f"{sample_rate=} must be an integer >= 1 (Hz)",
             )
         check(isinstance(block_samples, int) and block_samples >= 1, f"{block_samples=} must be >= 1")
-        p = _existing_file(path, "audio file")
-        ext = p.suffix.lower()
-        check(
-            ext in AUDIO_EXTENSIONS,
-            f"{str(p)!r}: unsupported audio format {ext or '(no extension)'!r}; "
-            f"melinvert reads {', '.join(AUDIO_EXTENSIONS)}",
-        )
-        if ext == ".wav":
-            _check_wav_complete(p)
+        p, _ = _audio_file(path)
         try:
             info = sf.info(str(p))
         except Exception as e:

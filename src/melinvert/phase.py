@@ -296,6 +296,25 @@ def iteration_loss(refit: MelRefit | None, z: torch.Tensor, mag: torch.Tensor) -
     return refit.loss() if refit is not None else spectral_convergence(z, mag)
 
 
+def _consistent(
+    ops: FrameOps,
+    spec: torch.Tensor,
+    mag: torch.Tensor,
+    refit: MelRefit | None,
+    callback: Callback | None,
+    i: int,
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """The step every Griffin-Lim variant shares: the consistent spectrum nearest ``spec``
+    (``STFT(iSTFT(spec))``), the magnitude target re-fitted to the mel (with ``refit``), and the
+    callback told iteration ``i``. Returns ``(consistent spectrum, magnitude, stop?)``."""
+    x = ops.synthesis(spec)
+    z = ops.analysis(x)
+    if refit is not None:
+        mag = refit(z)
+    stop = callback is not None and bool(callback(i, x, iteration_loss(refit, z, mag)))
+    return z, mag, stop
+
+
 def gla(
     mag: torch.Tensor,
     ops: FrameOps,
@@ -312,11 +331,8 @@ def gla(
     """
     spec = torch.polar(mag, angles)
     for i in range(n_iter):
-        x = ops.synthesis(spec)
-        z = ops.analysis(x)
-        if refit is not None:
-            mag = refit(z)
-        if callback is not None and callback(i, x, iteration_loss(refit, z, mag)):
+        z, mag, stop = _consistent(ops, spec, mag, refit, callback, i)
+        if stop:
             break
         spec = project_magnitude(z, mag)
     return ops.synthesis(spec)
@@ -337,11 +353,8 @@ def fgla(
     t = torch.polar(mag, angles)
     c_prev = t
     for i in range(n_iter):
-        x = ops.synthesis(project_magnitude(t, mag))
-        c = ops.analysis(x)
-        if refit is not None:
-            mag = refit(c)
-        if callback is not None and callback(i, x, iteration_loss(refit, c, mag)):
+        c, mag, stop = _consistent(ops, project_magnitude(t, mag), mag, refit, callback, i)
+        if stop:
             break
         t = momentum(c, c_prev, 1.0 + alpha)  # c + alpha (c - c_prev)
         c_prev = c
@@ -370,11 +383,8 @@ def agla(
     t_prev = c
     d = c
     for i in range(n_iter):
-        x = ops.synthesis(project_magnitude(c, mag))
-        z = ops.analysis(x)
-        if refit is not None:
-            mag = refit(z)
-        if callback is not None and callback(i, x, iteration_loss(refit, z, mag)):
+        z, mag, stop = _consistent(ops, project_magnitude(c, mag), mag, refit, callback, i)
+        if stop:
             break
         t = momentum(z, d, gamma)
         c = momentum(t, t_prev, 1.0 + alpha)

@@ -21,7 +21,7 @@ from .. import registry
 from ..config import MelConfig
 from ..dsp import FrameOps
 from ..errors import check
-from ..phase import Callback, MelRefit, _iterative_stage, iteration_loss, project_magnitude
+from ..phase import Callback, MelRefit, _consistent, _iterative_stage, project_magnitude
 from ..stage import Context, State
 from .checkpoint import Checkpoint, _load_cached, get_checkpoint, iter_models
 
@@ -106,11 +106,8 @@ def degli(
     with torch.no_grad():
         for i in range(n_iter):
             y = project_magnitude(x, mag)
-            w = ops.synthesis(y)
-            z = ops.analysis(w)
-            if refit is not None:
-                mag = refit(z)
-            if callback is not None and callback(i, w, iteration_loss(refit, z, mag)):
+            z, mag, stop = _consistent(ops, y, mag, refit, callback, i)
+            if stop:
                 break
             r = net(x.to(cdt), y.to(cdt), z.to(cdt), mag.float())
             x = z - r.to(z.dtype)
