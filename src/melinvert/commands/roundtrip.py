@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import check
 from .common import (
@@ -14,9 +15,12 @@ from .common import (
     add_overwrite,
     add_required_config,
     add_subtype,
+    add_threads,
     arg,
     config_from_args,
+    note_missing_extras,
     print_scores,
+    speed,
 )
 
 
@@ -25,13 +29,19 @@ def cmd_roundtrip(args: argparse.Namespace, ui: Console) -> int:
     import time
 
     from ..dsp import mel_spectrogram
-    from ..io import check_output, load_audio, save_audio
+    from ..io import AUDIO_EXTENSIONS, check_output, load_audio, plan_outputs, save_audio
     from ..metrics import score
     from ..pipeline import invert
 
     cfg = config_from_args(args, required=True)
     assert cfg is not None
-    check_output(args.output, overwrite=args.overwrite, protect=[args.input])
+    check(
+        Path(args.input).suffix.lower() in AUDIO_EXTENSIONS or not Path(args.input).is_file(),
+        f"{args.input!r} is not an audio file ({', '.join(AUDIO_EXTENSIONS)})",
+    )
+    # -o FILE (.wav/.flac/.ogg) or -o DIR/ (DIR/NAME.wav), as every command's -o
+    ((_, output),) = plan_outputs([args.input], args.output, ".wav", file_suffixes=AUDIO_EXTENSIONS)
+    check_output(output, overwrite=args.overwrite, protect=[args.input])
     y, sr, notes = load_audio(args.input, cfg.sample_rate)
     for n in notes:
         ui.note(n)
@@ -53,7 +63,7 @@ def cmd_roundtrip(args: argparse.Namespace, ui: Console) -> int:
     )
     wall = time.perf_counter() - t0
     for n in save_audio(
-        args.output,
+        output,
         out,
         cfg.sample_rate,
         subtype=args.subtype,
@@ -61,9 +71,11 @@ def cmd_roundtrip(args: argparse.Namespace, ui: Console) -> int:
         protect=[args.input],
     ):
         ui.note(n)
-    ui.out(f"{args.input} -> {cfg.name or 'config'} mel -> {args.method} -> {args.output}")
-    ui.out(f"{len(y) / sr:.2f} s of audio in {wall:.2f} s (real-time factor {len(y) / sr / wall:.1f}x)")
-    print_scores(ui, [(args.method, score(y, out, sr, config=cfg, extras=not args.no_extras))])
+    ui.out(f"{args.input} -> {cfg.name or 'config'} mel -> {args.method} -> {output}")
+    ui.out(f"{len(y) / sr:.2f} s of audio in {wall:.2f} s: {speed(wall, len(y) / sr)}")
+    scores = score(y, out, sr, config=cfg, extras=not args.no_extras)
+    print_scores(ui, [(args.method, scores)])
+    note_missing_extras(ui, [scores], not args.no_extras)
     return 0
 
 
@@ -80,6 +92,7 @@ COMMAND = Command(
         arg("--no-extras", action="store_true", help="skip PESQ and STOI"),
         add_overwrite,
         add_device,
+        add_threads,
     ),
     examples=("melinvert roundtrip speech.wav -o rt.wav --preset hifigan-22k-80 --method default",),
 )
