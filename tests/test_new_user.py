@@ -119,7 +119,7 @@ def test_busy_cpus_sees_spinning_processes() -> None:
 
 def test_invert_uses_the_recorded_config(tmp_path: Path, mel_file: Path, run_cli) -> None:
     args = ("--method", "fast", "--quiet")
-    status, out, err = run_cli("invert", mel_file, "-o", tmp_path / "a.wav", *args)
+    status, _out, err = run_cli("invert", mel_file, "-o", tmp_path / "a.wav", *args)
     assert status == 0, err
     notes = [line for line in err.splitlines() if "recorded" in line]
     assert len(notes) == 1 and "no --preset/--config: using the config recorded" in notes[0]
@@ -180,7 +180,7 @@ def test_bench_and_score_agree(tmp_path: Path, speech_wav: Path, run_cli) -> Non
     with open(tmp_path / "b" / "results.csv", newline="") as f:
         row = next(r for r in csv.DictReader(f) if r["method"] == "fast")
     est = next((tmp_path / "b").rglob("fast.wav"))
-    status, out, err = run_cli(
+    status, _out, err = run_cli(
         "score", speech_wav, est, *PRESET, "--no-extras", "--json", tmp_path / "s.json"
     )
     assert status == 0, err
@@ -228,7 +228,7 @@ def test_roundtrip_into_a_folder(tmp_path: Path, speech_wav: Path, run_cli) -> N
 
 def test_invert_writes_flac(tmp_path: Path, mel_file: Path, run_cli) -> None:
     out = tmp_path / "a.flac"
-    status, stdout, err = run_cli("invert", mel_file, "-o", out, *PRESET, "--method", "fast", "--quiet")
+    status, _stdout, err = run_cli("invert", mel_file, "-o", out, *PRESET, "--method", "fast", "--quiet")
     assert status == 0, err
     info = sf.info(out)
     assert info.format == "FLAC" and info.samplerate == 22050 and info.frames > 0
@@ -296,7 +296,7 @@ def test_load_unpacks_as_audio_and_rate(tmp_path: Path) -> None:
         "resampled" in str(x.message) for x in w
     )
     full = melinvert.load_audio(path, 22050)
-    y3, sr3, notices = full  # the three-value form keeps working
+    _y3, sr3, notices = full  # the three-value form keeps working
     np.testing.assert_array_equal(full.audio, y)
     assert full.sample_rate == sr3 == 22050 and len(notices) == 2
 
@@ -325,7 +325,7 @@ def test_espnet_feats_stats(tmp_path: Path, speech_wav: Path, run_cli) -> None:
     )
     assert status == 0, err
     np.savez(tmp_path / "bad.npz", x=np.zeros(3))
-    with pytest.raises(MelinvertError, match="expected ESPnet's feats_stats.npz"):
+    with pytest.raises(MelinvertError, match=r"expected ESPnet's feats_stats\.npz"):
         load_stats(tmp_path / "bad.npz")
 
 
