@@ -224,6 +224,9 @@ def test_roundtrip_into_a_folder(tmp_path: Path, speech_wav: Path, run_cli) -> N
     assert status == 0, err
     assert sf.info(out / "speech.wav").samplerate == 22050
     assert f"-> {out / 'speech.wav'}" in stdout
+    status, _, err = run_cli("roundtrip", tmp_path, "-o", tmp_path / "x.wav", *PRESET)
+    assert status == 2
+    _one_error(err, "is a folder; roundtrip takes one audio file")
 
 
 def test_invert_writes_flac(tmp_path: Path, mel_file: Path, run_cli) -> None:

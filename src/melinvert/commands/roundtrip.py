@@ -36,6 +36,10 @@ def cmd_roundtrip(args: argparse.Namespace, ui: Console) -> int:
     cfg = config_from_args(args, required=True)
     assert cfg is not None
     check(
+        not Path(args.input).is_dir(),
+        f"{args.input!r} is a folder; roundtrip takes one audio file (compare methods on folders with bench)",
+    )
+    check(
         Path(args.input).suffix.lower() in AUDIO_EXTENSIONS or not Path(args.input).is_file(),
         f"{args.input!r} is not an audio file ({', '.join(AUDIO_EXTENSIONS)})",
     )

@@ -541,6 +541,7 @@ class _Session:
             bar.close()
         if self.step % self.targs["val_every"] != 0 or status != "done":
             self.save("last")
+        if self.last_val is None or self.last_val.get("step") != self.step:  # steps since the last log line
             self._log_end(status, ema)
         best = {"step": self.best_step, "val_loss": self.best_loss if math.isfinite(self.best_loss) else None}
         return TrainResult(status, self.step, self.run, best, self.last_val, stopped_by)
