@@ -39,6 +39,7 @@ def curve(run: Path) -> str:
     if not log.is_file():
         raise SystemExit(f"{log} does not exist: is {run} a 'melinvert train' run folder?")
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    rows = [r for r in rows if "val_loss" in r]  # validations (not the "stopped" lines)
     record = json.loads((run / "last.json").read_text()) if (run / "last.json").is_file() else {}
     train = record.get("train", {})
     args = train.get("args", {})

@@ -69,7 +69,7 @@ def test_version_help_and_usage(run_cli) -> None:
     for c in cli.COMMANDS:
         assert c.name in out
     status, out, _ = run_cli("mel", "--help")
-    assert status == 0 and "--time-first" in out and "melinvert mel corpus/" in out
+    assert status == 0 and "--layout" in out and "--time-first" not in out and "melinvert mel corpus/" in out
     status, _, err = run_cli()
     assert status == 2
     _one_error_line(err, "no command given")

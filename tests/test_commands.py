@@ -101,7 +101,12 @@ def _cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
 
 def test_import_graph_has_no_cycle() -> None:
     graph = _graph()
-    assert {"melinvert.commands", "melinvert.commands.invert", "melinvert.bench", "melinvert.registry"} <= set(graph)
+    assert {
+        "melinvert.commands",
+        "melinvert.commands.invert",
+        "melinvert.bench",
+        "melinvert.registry",
+    } <= set(graph)
     assert _cycles(graph) == []
 
 
@@ -383,9 +388,9 @@ def _start_invert(src: Path, out: Path) -> tuple[subprocess.Popen, bytes]:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     seen = b""
     deadline = time.monotonic() + 120
-    while b"RTF" not in seen and time.monotonic() < deadline and proc.poll() is None:
+    while b"x real time" not in seen and time.monotonic() < deadline and proc.poll() is None:
         seen += os.read(proc.stderr.fileno(), 4096)
-    assert b"RTF" in seen, seen[-500:]
+    assert b"x real time" in seen, seen[-500:]
     time.sleep(0.5)
     return proc, seen
 

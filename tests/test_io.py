@@ -106,7 +106,7 @@ def test_save_audio_float_keeps_values(tmp_path: Path) -> None:
 def test_save_audio_refuses_existing_then_overwrites(tmp_path: Path) -> None:
     path = tmp_path / "out.wav"
     save_audio(path, np.zeros(100, np.float32), 8000)
-    with pytest.raises(MelinvertError, match=r"already exists; pass --overwrite"):
+    with pytest.raises(MelinvertError, match=r"already exists; pass overwrite=True"):
         save_audio(path, np.ones(100, np.float32) * 0.5, 8000)
     save_audio(path, np.ones(100, np.float32) * 0.5, 8000, overwrite=True)
     assert sf.read(path)[0][0] == pytest.approx(0.5, abs=1e-4)
@@ -569,7 +569,7 @@ def test_output_folder_unwritable(tmp_path: Path) -> None:
 def test_check_output_rules(tmp_path: Path) -> None:
     f = tmp_path / "x.npy"
     f.write_bytes(b"1")
-    with pytest.raises(MelinvertError, match=r"output '.*x\.npy' already exists; pass --overwrite"):
+    with pytest.raises(MelinvertError, match=r"output '.*x\.npy' already exists; pass overwrite=True"):
         check_output(f)
     assert check_output(f, overwrite=True) == f
     with pytest.raises(MelinvertError, match="it is an input file"):
@@ -650,7 +650,12 @@ def test_load_stats(tmp_path: Path, tone) -> None:
         (np.zeros((3, 80)), "s.npy", r"shape \(3, 80\); statistics must be shaped \(2, n_mels\)"),
         (np.stack([np.zeros(80), np.zeros(80)]), "s.npy", "scale row .* must be > 0"),
         (np.stack([np.full(80, np.nan), np.ones(80)]), "s.npy", "NaN or Inf"),
-        (np.zeros((2, 80)), "s.h5", r"must be a \.npy shaped \(2, n_mels\); convert stats\.h5"),
+        (np.zeros((2, 80)), "s.h5", r"not a readable \.h5 file|needs h5py"),
+        (
+            np.zeros((2, 80)),
+            "s.txt",
+            r"unsupported statistics format '\.txt'; use ParallelWaveGAN's stats\.npy",
+        ),
     ],
 )
 def test_load_stats_errors(tmp_path: Path, array: np.ndarray, name: str, match: str) -> None:

@@ -177,14 +177,44 @@ def test_spectral_convergence_against_numpy(x16: np.ndarray, noisy16: np.ndarray
     assert M.spectral_convergence(r, np.zeros_like(r)) == 1.0
 
 
+def _numpy_lsd(ref: np.ndarray, est: np.ndarray, cfg: MelConfig, range_db: float | None) -> float:
+    """LSD by the formula, on librosa's STFT: bins fmin..fmax, clamp max(1e-10, top - range_db)."""
+    pr, pe = librosa_mag(ref, cfg) ** 2, librosa_mag(est, cfg) ** 2
+    f = librosa.fft_frequencies(sr=cfg.sample_rate, n_fft=cfg.n_fft)
+    keep = (f >= cfg.fmin) & (f <= (cfg.fmax or cfg.sample_rate / 2))
+    pr, pe = pr[keep], pe[keep]
+    c = max(1e-10, pr.max() * 10 ** (-range_db / 10)) if range_db is not None else 1e-10
+    d = 10 * np.log10(np.maximum(pr, c) / np.maximum(pe, c))
+    return float(np.mean(np.sqrt(np.mean(d**2, axis=0))))
+
+
 def test_lsd_against_numpy(x16: np.ndarray, noisy16: np.ndarray) -> None:
-    pr = np.maximum(librosa_mag(x16) ** 2, 1e-10)
-    pe = np.maximum(librosa_mag(noisy16) ** 2, 1e-10)
-    want = np.mean(np.sqrt(np.mean((10 * np.log10(pr / pe)) ** 2, axis=0)))
-    assert M.lsd(x16, noisy16, CFG) == pytest.approx(want, rel=1e-9)
+    band = CFG.replace(fmin=300.0, fmax=4000.0)
+    for cfg in (CFG, band):
+        for range_db in (80.0, 40.0, None):
+            want = _numpy_lsd(x16, noisy16, cfg, range_db)
+            assert M.lsd(x16, noisy16, cfg, range_db=range_db) == pytest.approx(want, rel=1e-9)
+    assert M.lsd(x16, noisy16, band) != pytest.approx(M.lsd(x16, noisy16, band, band=False), rel=1e-3)
     # a 0.5x copy: 20 log10(2) dB in every bin above the floor
-    assert M.lsd(x16, 0.5 * x16, CFG, floor=1e-30) == pytest.approx(20 * math.log10(2), rel=1e-9)
-    assert M.lsd(x16, 0.5 * x16, CFG) < 20 * math.log10(2)  # the default floor clamps the faintest bins
+    half = M.lsd(x16, 0.5 * x16, CFG, floor=1e-30, range_db=None)
+    assert half == pytest.approx(20 * math.log10(2), rel=1e-9)
+    assert M.lsd(x16, 0.5 * x16, CFG) < 20 * math.log10(2)  # the clamp evens out the faintest bins
+    with pytest.raises(MelinvertError, match="range_db"):
+        M.lsd(x16, noisy16, CFG, range_db=0.0)
+
+
+def test_lsd_ignores_16_bit_rounding_and_empty_bins() -> None:
+    """Issue 15: 16-bit quantisation alone moved the full-band, absolute-floor LSD by up to 10 dB. In
+    the band the mel covers, with the clamp 80 dB under the loudest bin, it moves by < 0.5 dB."""
+    cfg = melinvert.get_preset("hifigan-22k-80")
+    sos = scipy.signal.butter(12, 7000, fs=22050, output="sos")
+    x = scipy.signal.sosfiltfilt(sos, speech_like(22050, dur=1.0))  # little above 8 kHz, as from a mel
+    rng = np.random.default_rng(0)
+    est = scipy.signal.sosfiltfilt(sos, x + 0.003 * rng.standard_normal(x.shape))  # an in-band error
+    q = np.round(est * 32767) / 32767
+    assert abs(M.lsd(x, q, cfg) - M.lsd(x, est, cfg)) < 0.5
+    old = M.lsd(x, q, cfg, band=False, range_db=None) - M.lsd(x, est, cfg, band=False, range_db=None)
+    assert abs(old) > 1.0  # what the old definition did (1.9 dB here)
 
 
 def test_log_mel_l1_against_librosa(x16: np.ndarray, noisy16: np.ndarray) -> None:

@@ -6,6 +6,7 @@ The public face::
     cfg = melinvert.get_preset("hifigan-22k-80")
     mel = melinvert.mel_spectrogram(audio, cfg)          # (..., n_mels, frames)
     audio2 = melinvert.invert(mel, cfg)                  # (..., samples)
+    audio, sr = melinvert.load("speech.wav", 22050)      # mono float32 (notices as warnings)
     melinvert.metrics.score(audio, audio2, cfg.sample_rate, config=cfg)
 
 The names below are imported on first use (PEP 562), so that ``import melinvert`` (and the
@@ -38,6 +39,7 @@ _EXPORTS = {
     "stft": "dsp",
     "MelinvertError": "errors",
     "identify_mel": "identify",
+    "load": "io",
     "load_audio": "io",
     "load_mel": "io",
     "load_stats": "io",
@@ -62,6 +64,7 @@ __all__ = [
     "istft",
     "list_methods",
     "list_presets",
+    "load",
     "load_audio",
     "load_mel",
     "load_stats",
@@ -98,5 +101,5 @@ if TYPE_CHECKING:
     from .dsp import istft, mel_basis, mel_spectrogram, stft
     from .errors import MelinvertError
     from .identify import identify_mel
-    from .io import load_audio, load_mel, load_stats, save_audio, save_mel
+    from .io import load, load_audio, load_mel, load_stats, save_audio, save_mel
     from .pipeline import invert, invert_blocks, list_methods

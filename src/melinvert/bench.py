@@ -134,6 +134,8 @@ class BenchSettings:
         What to do with an existing ``out_dir``.
     command : str
         The command line, recorded in the summary.
+    progress : bool
+        Show a progress bar on stderr (when it is a terminal).
     """
 
     inputs: Sequence[str | os.PathLike]
@@ -147,6 +149,7 @@ class BenchSettings:
     resume: bool = False
     overwrite: bool = False
     command: str = ""
+    progress: bool = True
 
     @property
     def all_methods(self) -> list[str]:
@@ -244,8 +247,10 @@ def prepare_out_dir(settings: BenchSettings) -> list[dict[str, Any]]:
                     shutil.rmtree(out / name)
         else:
             raise MelinvertError(
-                f"output folder {str(out)!r} already exists; pass --resume to continue it or --overwrite "
-                "to start again"
+                f"output folder {str(out)!r} already exists; pass resume=True to continue it or "
+                "overwrite=True to start again",
+                cli=f"output folder {str(out)!r} already exists; pass --resume to continue it or --overwrite "
+                "to start again",
             )
     _write_manifest(out, settings)
     return records
@@ -519,7 +524,7 @@ def _rel(path: Path, out: Path) -> str:
     return path.relative_to(out).as_posix()
 
 
-def _progress(total: int, initial: int) -> Any:
+def _progress(total: int, initial: int, enabled: bool = True) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(
@@ -529,7 +534,7 @@ def _progress(total: int, initial: int) -> Any:
         desc="bench",
         file=sys.stderr,
         dynamic_ncols=True,
-        disable=None,
+        disable=None if enabled else True,
     )
 
 
@@ -629,7 +634,7 @@ def run_bench(
         note,
     )
     resumed = sum(1 for c in clips for m in all_methods if (c.id, m) in state.done_pairs)
-    state.bar = _progress(len(clips) * len(all_methods), resumed)
+    state.bar = _progress(len(clips) * len(all_methods), resumed, settings.progress)
     interrupted = False
     try:
         pending = {m for c in clips for m in all_methods if (c.id, m) not in state.done_pairs}
@@ -714,7 +719,9 @@ def _bench_pair(
     ref_db, vmin, vmax = display
     try:
         est, wall = _estimate(m, clip, ref, settings, inputs)
-        scores = score(ref, est, sr, extras=settings.extras)
+        check(bool(np.isfinite(est).all()), f"{m} produced NaN or Inf samples")
+        est_raw, est = est, as_written(est, sr)  # score what the WAV holds, as 'melinvert score' sees it
+        scores = score(ref, est, sr, config=cfg, extras=settings.extras)  # in the preset's band, as 'score'
     except MelinvertError as e:
         state.failed.append((clip.id, m, str(e)))
         state.tell(f"{clip.id} / {m} failed: {e}")
@@ -722,7 +729,7 @@ def _bench_pair(
     notes = _pesq_stoi_notes(ref, est, sr, scores, settings.extras)
     audio_path = out / AUDIO_DIR / clip.id / f"{m}.wav"
     fig_path = out / FIGURES_DIR / clip.id / f"{m}.png"
-    notes += _save_wav(audio_path, est, sr)
+    notes += _save_wav(audio_path, est_raw, sr)
     n = min(ref.shape[0], est.shape[0])
     est_db = mel_db(est[:n], cfg)
     ref_db_n = ref_db if n == ref.shape[0] else mel_db(ref[:n], cfg)
@@ -795,6 +802,25 @@ def _estimate(
         est = invert(inputs["mel"], cfg, method=method, seed=settings.seed, device=settings.device)
         wall = time.perf_counter() - t0
     return np.asarray(est, dtype=np.float32).reshape(-1), wall
+
+
+def as_written(y: np.ndarray, sr: int) -> np.ndarray:
+    """``y`` as the bench's 16-bit WAV of it holds it (clipped to [-1, 1] and rounded by
+    libsndfile, as :func:`melinvert.io.save_audio` writes), float32 ``(samples,)``.
+
+    The bench scores this, not the float estimate: a user scoring the WAV with ``melinvert
+    score`` gets the same numbers. (16-bit rounding alone moved the log-mel L1 of a clip with
+    digital silence from 0.166 to 0.295: the rounding noise lies above the log floor.)
+    """
+    import io as _io
+
+    import soundfile as sf
+
+    buf = _io.BytesIO()
+    sf.write(buf, np.clip(np.asarray(y, dtype=np.float32), -1.0, 1.0), sr, subtype="PCM_16", format="WAV")
+    buf.seek(0)
+    out, _ = sf.read(buf, dtype="float32")
+    return out
 
 
 def _save_wav(path: Path, y: np.ndarray, sr: int) -> list[str]:
@@ -999,9 +1025,13 @@ def _notes(
         "RTF = wall seconds of the inversion / seconds of audio (below 1 is faster than real time); "
         "the mel computation and the scoring are not timed, and every method ran once on 0.5 s of "
         "noise before timing.",
-        "Scores are against the original at the config's rate, trimmed to the shorter of the two and "
+        "Scores are of the 16-bit WAVs as written, against the original at the config's rate, trimmed "
+        "to the shorter of the two and "
         "not shifted: lag_samples (positive: the estimate is late) and rms_ratio_db (level) show "
         "misalignment and gain beside PESQ. PESQ-WB and STOI are computed at 16 kHz.",
+        "log-mel L1, spectral convergence and LSD use the config's own STFT and mel (LSD over the "
+        "bins from its fmin to its fmax, clamped 80 dB below the original's loudest bin), as "
+        "'melinvert score --preset' does: the same pair gives the same numbers in both.",
     ]
     if not settings.extras:
         notes.append("PESQ-WB and STOI were not computed (--no-extras); their cells are empty.")

@@ -13,7 +13,25 @@ import warnings
 
 
 class MelinvertError(ValueError):
-    """Bad input or usage: the message is one line that names the problem."""
+    """Bad input or usage: the message is one line that names the problem.
+
+    Parameters
+    ----------
+    message : str
+        The line, in the Python API's spelling (``overwrite=True``).
+    cli : str, optional
+        The same line in the command line's spelling (``--overwrite``), when it differs: the
+        ``melinvert`` command prints :attr:`cli_message`.
+    """
+
+    def __init__(self, message: str = "", *, cli: str | None = None) -> None:
+        super().__init__(message)
+        self.cli = cli
+
+    @property
+    def cli_message(self) -> str:
+        """The message as the command line shows it."""
+        return self.cli if self.cli is not None else str(self)
 
 
 class MelinvertNotice(UserWarning):

@@ -38,7 +38,7 @@ import torch
 
 from .config import PRESETS, Compression, MelConfig
 from .errors import MelinvertError, check
-from .io import AUDIO_EXTENSIONS, LAYOUTS, MEL_EXTENSIONS, guess_mel_axis, read_audio, read_mel_file
+from .io import AUDIO_EXTENSIONS, LAYOUTS, READ_MEL_EXTENSIONS, guess_mel_axis, read_audio, read_mel_file
 
 #: Scores within this of the best form the top group (indistinguishable presets).
 TOP_MARGIN = 0.05
@@ -98,6 +98,9 @@ class MelIdentity:
     hint : str or None
         When no preset fits but the compression is recognised (a librosa ``power_to_db``
         mel): the settings to pass, in one line.
+    recorded_problem : str or None
+        Why the values cannot come from the recorded config (``None``: they fit it, or
+        nothing is recorded).
     """
 
     layout: str
@@ -114,6 +117,7 @@ class MelIdentity:
     notes: tuple[str, ...] = ()
     recorded: MelConfig | None = None
     hint: str | None = None
+    recorded_problem: str | None = None
 
     @property
     def top(self) -> tuple[str, ...]:
@@ -132,10 +136,24 @@ class MelIdentity:
         lines = [
             f"{head}mel, {shape} ({self.layout}), values {self.minimum:.5g} to {self.maximum:.5g}",
         ]
+        comp = f"  compression: {self.compression}"
         if self.recorded is not None:
             rec = self.recorded
-            lines.append(f"  recorded config: {rec.name or 'custom'} ({rec.describe()})")
-        comp = f"  compression: {self.compression}"
+            stats = rec.compression.mean is not None
+            verdict = (
+                "the values fit it"
+                if self.recorded_problem is None
+                else f"but the values do not fit it: {self.recorded_problem}"
+            )
+            lines.append(
+                f"  recorded config: {rec.name or 'custom'} ({rec.describe()}"
+                + (", standardised per bin with recorded statistics (--stats)" if stats else "")
+                + f"); {verdict}"
+            )
+            if self.recorded_problem is None:  # the recorded compression, not a guess beside it
+                comp = f"  compression: {_comp_label(rec.compression)}" + (
+                    ", standardised per bin (recorded statistics)" if stats else ""
+                )
         if self.floor is not None:
             comp += f"; {100 * self.floor_fraction:.3g}% of values at the silence level {self.floor:.5g}"
         lines.append(comp)
@@ -443,6 +461,16 @@ def _analyse(
     return matches, (kind, label, level, frac, hint), score
 
 
+def _unstandardised(v: np.ndarray, recorded: MelConfig | None) -> np.ndarray:
+    """``v * std + mean`` per bin when ``recorded`` holds statistics of ``v``'s bins, else ``v``
+    itself (``v``: mels-first ``(batch, n_mels, frames)``)."""
+    if recorded is None or recorded.compression.mean is None or recorded.n_mels != v.shape[1]:
+        return v
+    mean = np.asarray(recorded.compression.mean, dtype=np.float64)[:, None]
+    std = np.asarray(recorded.compression.std, dtype=np.float64)[:, None]
+    return v * std + mean
+
+
 def identify_mel(
     mel: np.ndarray | torch.Tensor,
     *,
@@ -462,7 +490,9 @@ def identify_mel(
     n_mels : int, optional
         Known number of bins (decides the layout).
     recorded : MelConfig, optional
-        The config the file records; reported and used for ``n_mels``.
+        The config the file records; reported, used for ``n_mels``, checked against the values
+        (:attr:`MelIdentity.recorded_problem`), and, when it holds per-bin statistics, used to
+        un-standardise the values before the compression and presets are guessed.
 
     Returns
     -------
@@ -506,9 +536,13 @@ def identify_mel(
             f"pass --layout {other} if that is wrong"
         )
         _, layout, v, (matches, comp, _) = chosen
+        raw = v
     else:
         v = v3 if layout == "mels-first" else np.ascontiguousarray(v3.transpose(0, 2, 1))
-        matches, comp, _ = _analyse(v)
+        raw = _unstandardised(v, recorded)
+        if raw is not v:
+            notes.append("values un-standardised with the statistics the file records before guessing")
+        matches, comp, _ = _analyse(raw)
     kind, label, level, frac, hint = comp
     nb = v.shape[1]
     if not any(p.config.n_mels == nb for p in PRESETS.values()):
@@ -517,6 +551,13 @@ def identify_mel(
         notes.append(f"no {nb}-bin preset can produce these values")
     if recorded is not None and recorded.name and recorded.name not in [m.preset for m in matches]:
         notes.append(f"the recorded config names {recorded.name}, which the values alone do not suggest")
+    problem = None
+    if recorded is not None:
+        if recorded.n_mels != nb:
+            problem = f"it has n_mels={recorded.n_mels}, the values {nb} bins"
+        else:
+            bare = dataclasses.replace(recorded.compression, mean=None, std=None)  # raw: un-standardised
+            problem = bare.range_problem(torch.from_numpy(np.ascontiguousarray(raw)))
     return MelIdentity(
         layout=layout,
         n_mels=nb,
@@ -532,6 +573,7 @@ def identify_mel(
         notes=tuple(notes),
         recorded=recorded,
         hint=hint,
+        recorded_problem=problem,
     )
 
 
@@ -600,10 +642,10 @@ def identify_file(path: str | os.PathLike, *, layout: str = "auto") -> MelIdenti
     ext = Path(path).suffix.lower()
     if ext in AUDIO_EXTENSIONS:
         return inspect_audio(path)
-    if ext in MEL_EXTENSIONS:
+    if ext in READ_MEL_EXTENSIONS:
         arr, recorded = read_mel_file(path)
         return identify_sampled(arr, layout=layout, recorded=recorded)
     raise MelinvertError(
         f"{os.fspath(path)!r}: cannot inspect {ext or '(no extension)'!r} files; "
-        f"expected {', '.join(MEL_EXTENSIONS + AUDIO_EXTENSIONS)}"
+        f"expected {', '.join(READ_MEL_EXTENSIONS + AUDIO_EXTENSIONS)}"
     )

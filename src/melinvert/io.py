@@ -14,7 +14,8 @@ arrays into files.
   mirrored) to output paths; :func:`atomic_write` writes through a temporary file in the same
   folder, ``fsync`` and ``os.replace``, refuses existing outputs unless asked and never
   overwrites an input.
-* :func:`load_stats` reads ParallelWaveGAN's ``stats.npy`` (mean and scale per mel bin).
+* :func:`load_stats` reads ParallelWaveGAN's ``stats.npy``/``stats.h5`` and ESPnet's
+  ``feats_stats.npz`` (mean and scale per mel bin).
 
 Every problem a file can have is a one-line :class:`~melinvert.errors.MelinvertError`.
 """
@@ -27,7 +28,7 @@ import struct
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
@@ -40,6 +41,9 @@ PathLike = str | os.PathLike
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 #: Mel file extensions melinvert reads and writes.
 MEL_EXTENSIONS = (".npy", ".npz", ".pt")
+#: Mel file extensions melinvert reads: :data:`MEL_EXTENSIONS` and ParallelWaveGAN's HDF5
+#: feature files (``.h5``, with the optional ``h5py``: ``pip install "melinvert[io]"``).
+READ_MEL_EXTENSIONS = (*MEL_EXTENSIONS, ".h5")
 #: Mel layouts: ``auto`` decides from the shape (and the config's ``n_mels``).
 LAYOUTS = ("auto", "mels-first", "time-first")
 #: Keys that name the mel in a dict-like file, in order of preference.
@@ -130,7 +134,11 @@ def check_output(path: PathLike, *, overwrite: bool = False, protect: Iterable[P
         check(not _same_file(p, Path(q)), f"refusing to write {str(p)!r}: it is an input file")
     if p.exists() or p.is_symlink():
         check(not p.is_dir(), f"output {str(p)!r} is a folder, not a file")
-        check(overwrite, f"output {str(p)!r} already exists; pass --overwrite (overwrite=True) to replace it")
+        if not overwrite:
+            raise MelinvertError(
+                f"output {str(p)!r} already exists; pass overwrite=True to replace it",
+                cli=f"output {str(p)!r} already exists; pass --overwrite to replace it",
+            )
     # The nearest existing ancestor must be a folder.
     parent = p.parent
     while not parent.exists() and parent != parent.parent:
@@ -476,6 +484,7 @@ def plan_outputs(
     suffix: str,
     *,
     extensions: Iterable[str] | None = None,
+    file_suffixes: Iterable[str] = (),
 ) -> list[tuple[Path, Path]]:
     """Map input files and folders to output paths.
 
@@ -493,6 +502,9 @@ def plan_outputs(
         The output extension, e.g. ``".npy"``.
     extensions : iterable of str, optional
         Extensions to pick up in folders (default: the audio extensions).
+    file_suffixes : iterable of str
+        Other extensions an output *file* (one input file) may have besides ``suffix``
+        (e.g. ``.flac`` for audio).
 
     Returns
     -------
@@ -503,7 +515,8 @@ def plan_outputs(
     ------
     MelinvertError
         A missing input, a folder with no matching files, two inputs mapping to one output,
-        or an output that would replace an input.
+        an output that would replace an input, or several inputs and an output named like a
+        file (``two.wav``) that is not an existing folder.
     """
     check(suffix.startswith(".") and len(suffix) > 1, f"{suffix=} must be an extension like '.npy'")
     exts = tuple(e.lower() for e in (extensions if extensions is not None else AUDIO_EXTENSIONS))
@@ -518,16 +531,24 @@ def plan_outputs(
         and not out_s.endswith(("/", os.sep))
         and out_p.suffix != ""
     )
+    allowed = tuple(dict.fromkeys((suffix.lower(), *(e.lower() for e in file_suffixes))))
     if single_file:
         check(
-            out_p.suffix.lower() == suffix.lower(),
-            f"output {out_s!r} should end in {suffix} (or name a folder, ending in '/')",
+            out_p.suffix.lower() in allowed,
+            f"output {out_s!r} should end in {' or '.join(allowed)} (or name a folder, ending in '/')",
         )
         plan = [(unique[0][0], out_p)]
     else:
         check(
             not (out_p.exists() and not out_p.is_dir()),
             f"output {out_s!r} is a file; with these inputs it must be a folder",
+        )
+        file_like = (*allowed, *AUDIO_EXTENSIONS, *READ_MEL_EXTENSIONS)
+        check(
+            out_p.is_dir() or out_s.endswith(("/", os.sep)) or out_p.suffix.lower() not in file_like,
+            f"output {out_s!r} names one file but the inputs give {len(unique)} files"
+            + (" (from a folder)" if len(unique) == 1 else "")
+            + f"; give a folder (e.g. {str(out_p.with_suffix('')) + '/'!r})",
         )
         plan = [
             (f, out_p / (rel.with_suffix(suffix) if rel is not None else Path(f.stem + suffix)))
@@ -616,8 +637,48 @@ def read_audio(path: PathLike) -> tuple[np.ndarray, int, str]:
     return np.ascontiguousarray(data.T), int(sr), str(info.subtype)
 
 
-def load_audio(path: PathLike, sample_rate: int | None = None) -> tuple[np.ndarray, int, list[str]]:
+class LoadedAudio(NamedTuple):
+    """What :func:`load_audio` returns: unpacks as ``audio, sample_rate, notices``."""
+
+    #: [shape=(samples,), float32]
+    audio: np.ndarray
+    #: Hz.
+    sample_rate: int
+    #: One line for each change made (channels mixed down, resampling).
+    notices: list[str]
+
+
+def load(path: PathLike, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Read an audio file as mono float32, resampled if asked: ``y, sr = melinvert.load(path)``.
+
+    :func:`load_audio` with its notices (channels mixed down, resampling) issued as
+    :class:`UserWarning` instead of returned, for the two-value unpacking librosa's ``load``
+    taught everyone.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A ``.wav``, ``.flac`` or ``.ogg`` file.
+    sample_rate : int, optional
+        Rate to return (Hz; soxr ``VHQ`` resampling); ``None`` keeps the file's rate.
+
+    Returns
+    -------
+    audio : np.ndarray [shape=(samples,), float32]
+    sample_rate : int
+        Hz.
+    """
+    audio, sr, notices = load_audio(path, sample_rate)
+    for n in notices:
+        warnings.warn(n, UserWarning, stacklevel=2)
+    return audio, sr
+
+
+def load_audio(path: PathLike, sample_rate: int | None = None) -> LoadedAudio:
     """Read an audio file as mono float32, resampled if asked.
+
+    Returns three values (``y, sr, notices = load_audio(path)``, or ``load_audio(path).audio``);
+    for ``y, sr = ...`` use :func:`load`.
 
     Parameters
     ----------
@@ -629,11 +690,9 @@ def load_audio(path: PathLike, sample_rate: int | None = None) -> tuple[np.ndarr
 
     Returns
     -------
-    audio : np.ndarray [shape=(samples,), float32]
-    sample_rate : int
-        The rate of ``audio`` in Hz.
-    notices : list of str
-        One line for each change made: channels mixed down, resampling.
+    LoadedAudio
+        ``(audio, sample_rate, notices)``: ``audio`` [shape=(samples,), float32], its rate in
+        Hz, and one line for each change made (channels mixed down, resampling).
 
     Raises
     ------
@@ -657,7 +716,7 @@ def load_audio(path: PathLike, sample_rate: int | None = None) -> tuple[np.ndarr
         notices.append(f"{os.fspath(path)}: resampled {sr} Hz -> {sample_rate} Hz")
         sr = sample_rate
         check(y.shape[0] > 0, f"{os.fspath(path)!r} has no samples left after resampling")
-    return np.ascontiguousarray(y, dtype=np.float32), sr, notices
+    return LoadedAudio(np.ascontiguousarray(y, dtype=np.float32), sr, notices)
 
 
 class AudioBlocks:
@@ -1321,6 +1380,39 @@ def _read_npy(p: Path) -> tuple[Any, MelConfig | None]:
     return arr, recorded
 
 
+def _h5py() -> Any:
+    try:
+        import h5py
+    except ImportError:
+        raise MelinvertError(
+            "reading HDF5 (.h5) files needs h5py, which is not installed: pip install 'melinvert[io]' "
+            "(or pip install h5py)"
+        ) from None
+    return h5py
+
+
+def _read_h5_entries(p: Path) -> dict[str, np.ndarray]:
+    """The top-level numeric datasets of an HDF5 file (ParallelWaveGAN's ``feats``, ``wave``;
+    its ``stats.h5``'s ``mean``, ``scale``), read whole."""
+    h5py = _h5py()
+    try:
+        with h5py.File(p, "r") as f:
+            return {
+                str(k): np.asarray(v[()])
+                for k, v in f.items()
+                if isinstance(v, h5py.Dataset) and v.dtype.kind in "fiuc"
+            }
+    except OSError as e:
+        raise MelinvertError(f"{str(p)!r} is not a readable .h5 file ({_one_line(e)})") from None
+
+
+def _read_h5(p: Path) -> tuple[Any, MelConfig | None]:
+    entries = _read_h5_entries(p)
+    if "feats" in entries:  # ParallelWaveGAN's dump: feats (frames, n_mels) beside wave
+        return entries["feats"], None
+    return _pick_array(entries, repr(str(p))), None
+
+
 def sidecar_path(path: PathLike) -> Path:
     """The JSON sidecar recording the config of a ``.npy`` mel: ``PATH.json`` (``x.npy.json``)."""
     return Path(os.fspath(path) + ".json")
@@ -1332,7 +1424,8 @@ def read_mel_file(path: PathLike) -> tuple[np.ndarray, MelConfig | None]:
     Parameters
     ----------
     path : str or PathLike
-        ``.npy`` (with an optional ``PATH.json`` sidecar), ``.npz`` or ``.pt``.
+        ``.npy`` (with an optional ``PATH.json`` sidecar), ``.npz``, ``.pt`` or ``.h5``
+        (ParallelWaveGAN's features: the ``feats`` dataset; needs ``h5py``).
 
     Returns
     -------
@@ -1345,11 +1438,11 @@ def read_mel_file(path: PathLike) -> tuple[np.ndarray, MelConfig | None]:
     p = _existing_file(path, "mel file")
     ext = p.suffix.lower()
     check(
-        ext in MEL_EXTENSIONS,
+        ext in READ_MEL_EXTENSIONS,
         f"{str(p)!r}: unsupported mel format {ext or '(no extension)'!r}; "
-        f"melinvert reads {', '.join(MEL_EXTENSIONS)}",
+        f"melinvert reads {', '.join(READ_MEL_EXTENSIONS)}",
     )
-    reader = {".npy": _read_npy, ".npz": _read_npz, ".pt": _read_pt}[ext]
+    reader = {".npy": _read_npy, ".npz": _read_npz, ".pt": _read_pt, ".h5": _read_h5}[ext]
     raw, recorded = reader(p)
     arr = _to_array(raw, repr(str(p)))
     check(arr.size > 0, f"{str(p)!r} holds an empty array (shape {arr.shape})")
@@ -1491,7 +1584,8 @@ def load_mel(
     src = repr(os.fspath(path))
     if asked is not None and recorded is not None:
         diff = _describe_differences(recorded, asked)
-        check(not diff, f"{src} records a different config than the one asked for: {diff}")
+        hint = "; pass the --stats it was made with" if "statistics differ" in diff else ""
+        check(not diff, f"{src} records a different config than the one asked for: {diff}{hint}")
     use = asked if asked is not None else recorded
     mel, _ = to_mels_first(arr, n_mels=use.n_mels if use is not None else None, layout=layout, source=src)
     if use is not None:
@@ -1576,14 +1670,65 @@ def save_mel(
 # ---------------------------------------------------------------------- statistics
 
 
+def _espnet_stats(p: Path) -> np.ndarray:
+    """ESPnet's ``feats_stats.npz`` (``count``, ``sum``, ``sum_square`` per bin, as written by
+    its ``collect_stats``) as ``(2, n_mels)`` mean and std, the way its ``GlobalMVN`` derives
+    them: ``mean = sum / count``, ``std = sqrt(max(sum_square / count - mean**2, 1e-20))``."""
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            names = set(z.files)
+            if {"mean", "scale"} <= names:
+                return np.stack([np.asarray(z["mean"]), np.asarray(z["scale"])])
+            check(
+                {"count", "sum", "sum_square"} <= names,
+                f"{str(p)!r} holds {', '.join(sorted(names)) or 'nothing'}; expected ESPnet's "
+                "feats_stats.npz (count, sum, sum_square) or mean and scale",
+            )
+            count, total, square = (
+                np.asarray(z[k], dtype=np.float64) for k in ("count", "sum", "sum_square")
+            )
+    except MelinvertError:
+        raise
+    except Exception as e:
+        raise MelinvertError(_numpy_problem(p, e, ".npz")) from None
+    check(count.size == 1 and float(count) > 0, f"{str(p)!r}: count must be one number > 0")
+    mean = total / float(count)
+    var = np.maximum(square / float(count) - mean * mean, 1e-20)
+    return np.stack([mean, np.sqrt(var)])
+
+
+def _stats_array(p: Path) -> np.ndarray:
+    ext = p.suffix.lower()
+    if ext == ".npz":
+        return _espnet_stats(p)
+    if ext == ".h5":
+        entries = _read_h5_entries(p)
+        check(
+            {"mean", "scale"} <= set(entries),
+            f"{str(p)!r} holds {', '.join(sorted(entries)) or 'no datasets'}; expected ParallelWaveGAN's "
+            "stats.h5 (mean, scale)",
+        )
+        return np.stack([entries["mean"], entries["scale"]])
+    check(
+        ext == ".npy",
+        f"{str(p)!r}: unsupported statistics format {ext or '(no extension)'!r}; use ParallelWaveGAN's "
+        "stats.npy or stats.h5, or ESPnet's feats_stats.npz",
+    )
+    arr, _ = _read_npy(p)
+    return _to_array(arr, repr(str(p)))
+
+
 def load_stats(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read per-bin normalisation statistics (ParallelWaveGAN's ``stats.npy``).
+    """Read per-bin normalisation statistics: ParallelWaveGAN's ``stats.npy`` / ``stats.h5`` or
+    ESPnet's ``feats_stats.npz``.
 
     Parameters
     ----------
     path : str or PathLike
-        A ``.npy`` shaped ``(2, n_mels)``: row 0 the mean, row 1 the scale (std), in the units
-        of the compressed mel (``log10`` for ParallelWaveGAN).
+        A ``.npy`` shaped ``(2, n_mels)`` (row 0 the mean, row 1 the scale), a ``.h5`` with
+        datasets ``mean`` and ``scale`` (needs ``h5py``), or a ``.npz`` with ``count``,
+        ``sum`` and ``sum_square`` (ESPnet; mean and std derived as its ``GlobalMVN`` does) or
+        with ``mean`` and ``scale``; in the units of the compressed mel.
 
     Returns
     -------
@@ -1591,17 +1736,12 @@ def load_stats(path: PathLike) -> tuple[np.ndarray, np.ndarray]:
         For ``Compression(mean=mean, std=std)``.
     """
     p = _existing_file(path, "statistics file")
-    check(
-        p.suffix.lower() == ".npy",
-        f"{str(p)!r}: statistics must be a .npy shaped (2, n_mels); convert stats.h5 with "
-        "numpy.save('stats.npy', numpy.stack([mean, scale]))",
-    )
-    arr, _ = _read_npy(p)
-    arr = _to_array(arr, repr(str(p)))
+    arr = _stats_array(p)
     check(
         arr.ndim == 2 and arr.shape[0] == 2 and arr.shape[1] >= 1,
         f"{str(p)!r} has shape {arr.shape}; statistics must be shaped (2, n_mels): mean, scale",
     )
+    check(arr.dtype.kind in "fiu", f"{str(p)!r} has non-numeric dtype {arr.dtype}")
     check(bool(np.isfinite(arr).all()), f"{str(p)!r} contains NaN or Inf")
     mean = arr[0].astype(np.float64)
     std = arr[1].astype(np.float64)

@@ -48,6 +48,7 @@ __all__ = [
     "Level",
     "UnscorableError",
     "analysis_config",
+    "band_bins",
     "estimate_lag",
     "extras_available",
     "level",
@@ -314,25 +315,53 @@ def log_mel_l1(
     return _out(np.mean(np.abs(lr - le), axis=(-2, -1)))
 
 
-def lsd(
-    reference: Any, estimate: Any, config: MelConfig | str, *, floor: float = 1e-10
-) -> float | np.ndarray:
-    """Log-spectral distance in dB on the STFT power.
+def band_bins(config: MelConfig) -> np.ndarray:
+    """Indices of the one-sided STFT bins inside the band the config's mel covers.
 
-    For each frame ``t``: ``sqrt(mean_f (10 log10(max(P_ref, floor) / max(P_est, floor)))**2)``,
-    then the mean over frames, where ``P = |X|**2`` of the config's STFT (all the frames it
-    lays, every one-sided bin).
+    Returns
+    -------
+    np.ndarray [shape=(k,), int]
+        The bins ``f`` with ``fmin <= f * sample_rate / n_fft <= fmax`` (Hz).
+    """
+    freqs = np.arange(config.n_fft // 2 + 1) * (config.sample_rate / config.n_fft)
+    return np.flatnonzero((freqs >= config.fmin) & (freqs <= config.fmax_hz))
+
+
+def lsd(
+    reference: Any,
+    estimate: Any,
+    config: MelConfig | str,
+    *,
+    floor: float = 1e-10,
+    range_db: float | None = 80.0,
+    band: bool = True,
+) -> float | np.ndarray:
+    """Log-spectral distance in dB on the STFT power, over the band the mel covers.
+
+    For each frame ``t``: ``sqrt(mean_f (10 log10(max(P_ref, c) / max(P_est, c)))**2)``, then
+    the mean over frames, where ``P = |X|**2`` of the config's STFT (all the frames it lays),
+    ``f`` runs over the bins from the config's ``fmin`` to its ``fmax`` (:func:`band_bins`;
+    every one-sided bin with ``band=False``) and the clamp ``c`` is the larger of ``floor``
+    and the reference's loudest bin less ``range_db`` (per item).
+
+    Bins outside the band carry nothing a mel inverter can get right (a mel to 8 kHz says
+    nothing of 8-11 kHz), and bins far below the signal (digital silence, 16-bit dither) swing
+    by tens of dB from one rounding to the next: with both counted, 16-bit quantisation alone
+    moved the full-band, absolute-floor LSD of an inversion by 10 dB. Both are left out here.
 
     Parameters
     ----------
     reference, estimate : np.ndarray or torch.Tensor [shape=(..., samples)]
         Audio at ``config.sample_rate``, same shape.
     config : MelConfig or str
+        Its STFT and its mel band (``fmin``, ``fmax``).
     floor : float
-        Clamp on ``P`` before the logarithm (> 0), on the unnormalised STFT of audio in
-        [-1, 1]; the default 1e-10 (-100 dB) lies far below the bins of any audible signal
-        (a full-scale sine reaches about ``(win_length / 4)**2``), so only digital silence
-        is clamped.
+        Absolute clamp on ``P`` (> 0), on the unnormalised STFT of audio in [-1, 1].
+    range_db : float or None
+        Clamp ``P`` at this many dB below the reference's loudest bin (> 0); ``None``: only
+        ``floor``.
+    band : bool
+        Only the bins of the mel's band (default); ``False``: every one-sided bin.
 
     Returns
     -------
@@ -341,10 +370,19 @@ def lsd(
     """
     cfg = _config(config)
     check_positive("floor", floor)
+    if range_db is not None:
+        check_positive("range_db", range_db)
     ref, est = _pair(reference, estimate)
-    pr = np.maximum(_stft_mag2(ref, cfg), floor)
-    pe = np.maximum(_stft_mag2(est, cfg), floor)
-    d = 10.0 * (np.log10(pr) - np.log10(pe))
+    pr = _stft_mag2(ref, cfg)
+    pe = _stft_mag2(est, cfg)
+    if band:
+        bins = band_bins(cfg)
+        pr, pe = pr[..., bins, :], pe[..., bins, :]
+    clamp = np.full((*pr.shape[:-2], 1, 1), float(floor))
+    if range_db is not None:
+        top = np.max(pr, axis=(-2, -1), keepdims=True)
+        clamp = np.maximum(clamp, top * 10.0 ** (-range_db / 10.0))
+    d = 10.0 * (np.log10(np.maximum(pr, clamp)) - np.log10(np.maximum(pe, clamp)))
     per_frame = np.sqrt(np.mean(d * d, axis=-2))
     return _out(np.mean(per_frame, axis=-1))
 

@@ -15,10 +15,15 @@ and one line in :data:`COMMANDS` (or :func:`register` from elsewhere)::
 
 ``options`` are functions that add arguments to the subcommand's parser: the shared ones
 (:func:`add_inputs`, :func:`add_output`, :func:`add_config_options`, :func:`add_overwrite`,
-:func:`add_layout`, :func:`add_device`) or :func:`arg` for a one-off
+:func:`add_layout`, :func:`add_device`, :func:`add_threads`) or :func:`arg` for a one-off
 (``arg("--n-iter", type=int, default=100)``). A command returns its exit status (``None`` is 0)
 and reports through ``ui``; a :class:`~melinvert.errors.MelinvertError` it raises becomes one
 ``melinvert: error: ...`` line and exit status 2.
+
+Every command takes ``-q/--quiet``. A command with ``--threads`` (:func:`add_threads`: the
+ones that compute) gets torch's thread count set once, here, before it runs
+(:func:`apply_threads`: ``--threads``, else ``OMP_NUM_THREADS`` if set, else
+:func:`default_threads`, the cores not already busy); library code never sets it.
 
 Nothing in this package imports torch at import time: ``melinvert --version`` and ``--help``
 stay fast; each command imports the library it needs when it runs.
@@ -71,10 +76,16 @@ from .common import (
     add_method_options,
     add_output,
     add_overwrite,
+    add_quiet,
     add_required_config,
     add_subtype,
+    add_threads,
+    add_write_layout,
+    apply_threads,
     arg,
+    command_threads,
     config_from_args,
+    default_threads,
     flat,
     plan_jobs,
     sigterm_as_interrupt,
@@ -92,11 +103,16 @@ __all__ = [
     "add_method_options",
     "add_output",
     "add_overwrite",
+    "add_quiet",
     "add_required_config",
     "add_subtype",
+    "add_threads",
+    "add_write_layout",
+    "apply_threads",
     "arg",
     "build_parser",
     "config_from_args",
+    "default_threads",
     "main",
     "plan_jobs",
     "register",
@@ -151,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
         for option in c.options:
             option(p)
+        add_quiet(p)  # every command takes --quiet
         p.set_defaults(_run=c.run)
     return parser
 
@@ -187,8 +204,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if getattr(args, "_run", None) is None:
                 ui.error(f"no command given; try '{PROG} --help'")
                 return 2
-            return int(args._run(args, ui) or 0)
-    except (UsageError, MelinvertError) as e:
+            if "threads" not in vars(args):
+                return int(args._run(args, ui) or 0)
+            with command_threads(args):  # a command that computes: torch's threads, set once here
+                return int(args._run(args, ui) or 0)
+    except MelinvertError as e:
+        ui.error(e.cli_message)  # the CLI's spelling (--overwrite, not overwrite=True)
+        return 2
+    except UsageError as e:
         ui.error(str(e))
         return 2
     except KeyboardInterrupt as e:

@@ -16,6 +16,7 @@ from .common import (
     add_inputs,
     add_overwrite,
     add_required_config,
+    add_threads,
     arg,
     config_from_args,
     interrupted_status,
@@ -75,6 +76,7 @@ def cmd_bench(args: argparse.Namespace, ui: Console) -> int:
         resume=args.resume,
         overwrite=args.overwrite,
         command=command_line(args),
+        progress=not args.quiet,
     )
     result = run_bench(settings, note=ui.note)
     out = settings.out_dir
@@ -107,6 +109,7 @@ COMMAND = Command(
         arg("--resume", action="store_true", help="continue OUT_DIR, skipping finished pairs"),
         add_overwrite,
         add_device,
+        add_threads,
     ),
     examples=("melinvert bench speech/ --preset hifigan-22k-80 --methods default,fast -o bench/",),
 )

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import dataclasses
 import math
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -184,13 +185,34 @@ def add_overwrite(parser: argparse.ArgumentParser) -> None:
 
 
 def add_layout(parser: argparse.ArgumentParser) -> None:
-    """``--layout auto|mels-first|time-first`` for reading mel files."""
+    """``--layout auto|mels-first|time-first`` for reading mel files (``--time-first``: a hidden
+    alias of ``--layout time-first``)."""
     parser.add_argument(
         "--layout",
         choices=("auto", "mels-first", "time-first"),
         default="auto",
         help="axes of the mel files: (n_mels, frames) or (frames, n_mels); default: decided from the "
         "shape and n_mels",
+    )
+    _time_first_alias(parser)
+
+
+def add_write_layout(parser: argparse.ArgumentParser) -> None:
+    """``--layout mels-first|time-first`` for writing mel files (``--time-first``: a hidden alias
+    of ``--layout time-first``)."""
+    parser.add_argument(
+        "--layout",
+        choices=("mels-first", "time-first"),
+        default="mels-first",
+        help="axes of the mel files written: (n_mels, frames) (default) or (frames, n_mels) as "
+        "ParallelWaveGAN stores them",
+    )
+    _time_first_alias(parser)
+
+
+def _time_first_alias(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--time-first", dest="layout", action="store_const", const="time-first", help=argparse.SUPPRESS
     )
 
 
@@ -263,6 +285,97 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="refuse mel values below the compression's floor instead of clamping them with a notice "
         "(predicted mels often dip a little below it)",
+    )
+
+
+#: The most threads the default (:func:`default_threads`) gives torch.
+MAX_DEFAULT_THREADS = 8
+
+
+def _busy_cpus() -> float:
+    """CPUs other processes keep busy now: the larger of the 1-minute load average and the tasks
+    runnable at this instant (``/proc/loadavg``, less this process); 0 where neither is known."""
+    busy = 0.0
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        pass
+    try:
+        with open("/proc/loadavg", encoding="ascii") as f:
+            running = int(f.read().split()[3].split("/")[0])
+        busy = max(busy, running - 1.0)
+    except (OSError, ValueError, IndexError):
+        pass
+    return busy
+
+
+def default_threads() -> int:
+    """Threads a command gives torch when ``--threads`` is not given: the CPUs this process may
+    use that other processes do not keep busy (:func:`_busy_cpus`), at least 1 and at most
+    :data:`MAX_DEFAULT_THREADS`. On a loaded machine this is 1: torch's own default (one thread
+    per core) then collapses, its threads waiting on each other behind the other processes
+    (benchmarks/RESULTS.md, "Threads on a busy machine")."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(int(cores - _busy_cpus()), MAX_DEFAULT_THREADS))
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads N``: CPU threads torch may use (read by :func:`apply_threads`)."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CPU threads torch may use (default: the cores not already busy, at most "
+        f"{MAX_DEFAULT_THREADS}; 1 on a loaded machine; OMP_NUM_THREADS, when set, is kept)",
+    )
+
+
+@contextlib.contextmanager
+def command_threads(args: argparse.Namespace) -> Iterator[int | None]:
+    """Within the block, torch uses the threads :func:`apply_threads` chooses for ``args``;
+    the count before is restored after (``main`` may be called in-process, from tests or a
+    notebook). Yields the count set, or ``None`` when it was left to ``OMP_NUM_THREADS``."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        yield apply_threads(args)
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def apply_threads(args: argparse.Namespace) -> int | None:
+    """Set torch's thread count for a command: ``--threads`` if given, else the environment's
+    ``OMP_NUM_THREADS`` if set (left to torch), else :func:`default_threads`.
+
+    Returns the count set, or ``None`` when it was left to ``OMP_NUM_THREADS``. Library code
+    never calls this: users of the Python API keep control of torch's threads.
+    """
+    n = getattr(args, "threads", None)
+    if n is None and os.environ.get("OMP_NUM_THREADS"):
+        return None
+    if n is not None:
+        check(isinstance(n, int) and n >= 1, f"--threads {n} must be an integer >= 1")
+    else:
+        n = default_threads()
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """``-q/--quiet``: no progress display (the progress bars of ``invert``, ``train`` and
+    ``bench``); results, notices and errors are still printed. Every command
+    accepts it, so that scripts can pass it everywhere."""
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="no progress display (results, notices and errors are still printed)",
     )
 
 
@@ -348,7 +461,8 @@ def partial_marker(path: Path) -> Path:
 
 
 class Progress:
-    """One tqdm bar per run over the audio seconds to make, with files done and real-time factor."""
+    """One tqdm bar per run over the audio seconds to make, with files done and the speed (audio
+    seconds made per wall second: "x real time", the inverse of the RTF)."""
 
     def __init__(self, total_seconds: float, n_files: int, enabled: bool = True):
         import time
@@ -374,7 +488,7 @@ class Progress:
     def _show(self, position: float) -> None:
         elapsed = max(self.time() - self.t0, 1e-9)
         self.bar.set_postfix_str(
-            f"{self.files_done}/{self.n_files} files, RTF {position / elapsed:.1f}x", refresh=False
+            f"{self.files_done}/{self.n_files} files, {position / elapsed:.1f}x real time", refresh=False
         )
         self.bar.update(round(min(position, self.bar.total or position), 2) - self.bar.n)  # <= 10 redraws/s
 
@@ -394,6 +508,34 @@ class Progress:
 
     def close(self) -> None:
         self.bar.close()
+
+
+def speed(wall_s: float, audio_s: float) -> str:
+    """``RTF 0.052 (19.2x real time)``: the real-time factor in the field's sense (seconds of
+    compute per second of audio, below 1 is faster than real time) and its inverse."""
+    wall_s = max(wall_s, 1e-9)
+    return f"RTF {wall_s / audio_s:.3g} ({audio_s / wall_s:.1f}x real time)"
+
+
+#: The install hint shown where PESQ or STOI is n/a because its package is missing.
+METRICS_HINT = 'pip install "melinvert[metrics]"'
+
+
+def note_missing_extras(ui: Console, rows: Sequence[dict], extras: bool) -> None:
+    """One notice when a PESQ/STOI cell is n/a because ``pesq``/``pystoi`` is not installed."""
+    if not extras:
+        return
+    from ..metrics import extras_available
+
+    have = extras_available()
+    missing = [
+        (key, pkg)
+        for key, pkg in (("pesq_wb", "pesq"), ("stoi", "pystoi"))
+        if not have[pkg] and any(r.get(key) is None for r in rows)
+    ]
+    if missing:
+        what = " and ".join(f"{key} (the {pkg} package)" for key, pkg in missing)
+        ui.note(f"{what} n/a: not installed; {METRICS_HINT} adds them")
 
 
 def fmt_metric(v: Any) -> str:

@@ -26,7 +26,7 @@ def cmd_inspect(args: argparse.Namespace, ui: Console) -> int:
                 info = identify_file(f, layout=args.layout)
                 fits = None
         except MelinvertError as e:
-            ui.error(str(e))
+            ui.error(e.cli_message)
             status = 2
             continue
         if i:

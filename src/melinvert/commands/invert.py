@@ -11,17 +11,18 @@ from .common import (
     Command,
     Console,
     Progress,
+    add_config_options,
     add_device,
     add_inputs,
     add_layout,
     add_method_options,
     add_output,
     add_overwrite,
-    add_required_config,
     add_subtype,
-    arg,
+    add_threads,
     config_from_args,
     partial_marker,
+    speed,
 )
 
 if TYPE_CHECKING:
@@ -36,8 +37,10 @@ def _invert_one(
     args: argparse.Namespace,
     progress: Progress,
     ui: Console,
+    announce: str | None = None,
 ) -> None:
-    """Stream one mel file's inversion into ``dst`` through :class:`~melinvert.io.AudioWriter`.
+    """Stream one mel file's inversion into ``dst`` through :class:`~melinvert.io.AudioWriter`;
+    ``announce`` (the method spelled out) is noted once the mel has been read and checked.
 
     On Ctrl-C or SIGTERM the best estimate so far is written, with a ``DST.partial`` marker
     beside it, unless ``dst`` holds a complete earlier output (``--overwrite``): that one is
@@ -52,6 +55,8 @@ def _invert_one(
         f"{str(src)!r} holds a batch of {mel.shape[0]} mels; split it into files, or use the Python API "
         "(melinvert.invert handles batches)",
     )
+    if announce:
+        ui.note(announce)
     stream = invert_blocks(
         mel,
         cfg,
@@ -118,15 +123,46 @@ def _keep_partial(
     )
 
 
+def _recorded_config(paths: list[Path], ui: Console) -> MelConfig:
+    """The config the mel files record, when no ``--preset``/``--config`` is given: every file
+    must record one, and the same one."""
+    from ..io import read_mel_file
+
+    found: MelConfig | None = None
+    for src in paths:
+        _, recorded = read_mel_file(src)
+        check(
+            recorded is not None,
+            f"{str(src)!r} records no config: pass --preset NAME or --config FILE.json "
+            f"('melinvert inspect {src}' suggests presets that fit)",
+        )
+        assert recorded is not None
+        check(
+            found is None or recorded == found,
+            f"{str(src)!r} records another config than {str(paths[0])!r}: invert them separately or "
+            "pass --preset/--config",
+        )
+        found = recorded
+    assert found is not None
+    ui.note(
+        f"no --preset/--config: using the config recorded in the mel file{'s' if len(paths) > 1 else ''}, "
+        f"{found.name or 'custom'} ({found.describe()})"
+    )
+    return found
+
+
 def cmd_invert(args: argparse.Namespace, ui: Console) -> int:
-    """Mel files or folders -> WAV files; finished outputs are skipped on a rerun."""
-    from ..io import MEL_EXTENSIONS, check_output, plan_outputs
+    """Mel files or folders -> audio files; finished outputs are skipped on a rerun."""
+    from ..io import AUDIO_EXTENSIONS, READ_MEL_EXTENSIONS, check_output, plan_outputs
     from ..pipeline import parse_method
 
-    cfg = config_from_args(args, required=True)
-    assert cfg is not None
-    parse_method(args.method, args.iters)  # fail fast on a bad name
-    plan = plan_outputs(args.inputs, args.output, ".wav", extensions=MEL_EXTENSIONS)
+    cfg = config_from_args(args)
+    plan_ = parse_method(args.method, args.iters)  # fail fast on a bad name
+    plan = plan_outputs(
+        args.inputs, args.output, ".wav", extensions=READ_MEL_EXTENSIONS, file_suffixes=AUDIO_EXTENSIONS
+    )
+    if cfg is None:
+        cfg = _recorded_config([src for src, _ in plan], ui)
     inputs = [i for i, _ in plan]
     todo = []
     for src, dst in plan:
@@ -141,14 +177,21 @@ def cmd_invert(args: argparse.Namespace, ui: Console) -> int:
     for src, _ in todo:
         total += _mel_seconds(src, cfg, args.layout)
     progress = Progress(total, len(todo), enabled=not args.quiet)
+    announce: str | None = f"method {args.method}: {plan_.spelled}"  # what 'gla' alone means
     try:
         for src, dst in todo:
-            _invert_one(src, dst, cfg, args, progress, ui)
+            _invert_one(src, dst, cfg, args, progress, ui, announce)
+            announce = None
             progress.file_done()
     finally:
         progress.close()
     for src, dst in todo:
         ui.out(f"{src} -> {dst}")
+    wall = progress.time() - progress.t0
+    if total > 0:
+        ui.out(
+            f"{len(todo)} file{'s' if len(todo) > 1 else ''}, {total:.1f} s of audio in {wall:.1f} s: {speed(wall, total)}"
+        )
     return 0
 
 
@@ -169,16 +212,19 @@ COMMAND = Command(
     cmd_invert,
     "turn mel files (or folders of them) back into audio",
     options=(
-        lambda p: add_inputs(p, "mel files (.npy/.npz/.pt) or folders"),
+        lambda p: add_inputs(p, "mel files (.npy/.npz/.pt, ParallelWaveGAN's .h5) or folders"),
         add_output,
-        add_required_config,
+        add_config_options,
         add_method_options,
         add_layout,
         add_subtype,
         add_overwrite,
         add_device,
-        arg("--quiet", action="store_true", help="no progress bar"),
+        add_threads,
     ),
+    description="Turn mel files (or folders of them) back into audio (.wav, or .flac/.ogg when the "
+    "output file is so named). Without --preset/--config, the config the mel files record is used "
+    "(files written by 'melinvert mel' record theirs).",
     examples=(
         "melinvert invert speech.npy -o speech.wav --preset hifigan-22k-80",
         "melinvert invert mels/ -o wavs/ --preset vocos-24k-100 --method fast",

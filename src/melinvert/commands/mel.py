@@ -13,6 +13,8 @@ from .common import (
     add_output,
     add_overwrite,
     add_required_config,
+    add_threads,
+    add_write_layout,
     arg,
     config_from_args,
     plan_jobs,
@@ -33,7 +35,7 @@ def cmd_mel(args: argparse.Namespace, ui: Console) -> int:
         fmt = ext[1:] if single and ext in MEL_EXTENSIONS else "npy"
     plan = plan_jobs(args, f".{fmt}", AUDIO_EXTENSIONS, sidecars=fmt == "npy")
     inputs = [i for i, _ in plan]
-    layout = "time-first" if args.time_first else "mels-first"
+    layout = args.layout
     for src, dst in plan:
         # read and computed block by block: memory holds the mel, not the audio or its STFT
         fm = mel_of_file(src, cfg, device=args.device)
@@ -53,12 +55,14 @@ COMMAND = Command(
         add_output,
         add_required_config,
         arg("--format", choices=("npy", "npz", "pt"), help="mel file format (default: from -o, else npy)"),
-        arg("--time-first", action="store_true", help="store (frames, n_mels) as ParallelWaveGAN does"),
+        add_write_layout,
         add_overwrite,
         add_device,
+        add_threads,
     ),
     examples=(
         "melinvert mel speech.wav -o speech.npy --preset hifigan-22k-80",
         "melinvert mel corpus/ -o mels/ --preset vocos-24k-100 --format pt",
+        "melinvert mel corpus/ -o feats/ --preset pwg-22k-80 --layout time-first",
     ),
 )

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import re
-from typing import TYPE_CHECKING
 
 from ..errors import check
 from .common import Command, Console, arg
 
-if TYPE_CHECKING:
-    from ..config import MelConfig
 
-
-def _short_compression(cfg: MelConfig) -> str:
-    c = cfg.compression
-    if c.kind in ("ln", "log10"):
-        return f"{c.kind} {c.floor:.0e}".replace("e-0", "e-")
-    if c.kind == "db":
-        return f"dB floor {c.floor:.0e}" + (f" top {c.top_db:g}" if c.top_db else "")
-    return c.kind
+def short_project(text: str) -> str:
+    """The project's name for the table: ``text`` up to its first ``:``, ``,`` or ``;`` followed
+    by a space outside parentheses, so a row never ends inside a parenthesis."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth = max(depth - 1, 0)
+        elif ch in ":,;" and depth == 0 and text[i + 1 : i + 2] == " ":
+            return text[:i]
+    return text
 
 
 def cmd_presets(args: argparse.Namespace, ui: Console) -> int:
@@ -53,8 +53,8 @@ def cmd_presets(args: argparse.Namespace, ui: Console) -> int:
                 str(c.hop_length),
                 str(c.n_mels),
                 f"{c.fmin:g}-{c.fmax_hz:g}",
-                _short_compression(c),
-                re.split(r"[:,;] ", p.project)[0],
+                c.compression.short(),
+                short_project(p.project),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header) - 1)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .common import (
     Command,
@@ -13,9 +14,12 @@ from .common import (
     add_overwrite,
     add_required_config,
     add_subtype,
+    add_threads,
     arg,
     config_from_args,
+    note_missing_extras,
     print_scores,
+    speed,
 )
 
 #: Seconds of the start of the audio that ``roundtrip`` scores (longer inputs are scored on
@@ -33,15 +37,25 @@ def cmd_roundtrip(args: argparse.Namespace, ui: Console) -> int:
 
     import numpy as np
 
-    from ..errors import MelinvertError
-    from ..io import AudioWriter, check_output
+    from ..errors import MelinvertError, check
+    from ..io import AUDIO_EXTENSIONS, AudioWriter, check_output, plan_outputs
     from ..metrics import score
     from ..pipeline import invert_blocks
     from ..streaming import mel_of_file
 
     cfg = config_from_args(args, required=True)
     assert cfg is not None
-    check_output(args.output, overwrite=args.overwrite, protect=[args.input])
+    check(
+        not Path(args.input).is_dir(),
+        f"{args.input!r} is a folder; roundtrip takes one audio file (compare methods on folders with bench)",
+    )
+    check(
+        Path(args.input).suffix.lower() in AUDIO_EXTENSIONS or not Path(args.input).is_file(),
+        f"{args.input!r} is not an audio file ({', '.join(AUDIO_EXTENSIONS)})",
+    )
+    # -o FILE (.wav/.flac/.ogg) or -o DIR/ (DIR/NAME.wav), as every command's -o
+    ((_, output),) = plan_outputs([args.input], args.output, ".wav", file_suffixes=AUDIO_EXTENSIONS)
+    check_output(output, overwrite=args.overwrite, protect=[args.input])
     sr = cfg.sample_rate
     keep = int(SCORE_SECONDS * sr)
     fm = mel_of_file(args.input, cfg, device=args.device, head_samples=keep)
@@ -54,7 +68,7 @@ def cmd_roundtrip(args: argparse.Namespace, ui: Console) -> int:
     )  # fmt: skip
     head: list[np.ndarray] = []
     kept = 0
-    writer = AudioWriter(args.output, sr, args.subtype, overwrite=args.overwrite, protect=[args.input])
+    writer = AudioWriter(output, sr, args.subtype, overwrite=args.overwrite, protect=[args.input])
     with writer:
         for chunk in stream:
             block = chunk[0].cpu().numpy()
@@ -65,10 +79,8 @@ def cmd_roundtrip(args: argparse.Namespace, ui: Console) -> int:
     wall = time.perf_counter() - t0
     for n in writer.notices:
         ui.note(n)
-    ui.out(f"{args.input} -> {cfg.name or 'config'} mel -> {args.method} -> {args.output}")
-    ui.out(
-        f"{fm.samples / sr:.2f} s of audio in {wall:.2f} s (real-time factor {fm.samples / sr / wall:.1f}x)"
-    )
+    ui.out(f"{args.input} -> {cfg.name or 'config'} mel -> {args.method} -> {output}")
+    ui.out(f"{fm.samples / sr:.2f} s of audio in {wall:.2f} s: {speed(wall, fm.samples / sr)}")
     if fm.samples > keep:
         ui.note(
             f"scored the first {SCORE_SECONDS:g} s of {fm.samples / sr:.1f} s (long inputs are scored on an excerpt)"
@@ -79,6 +91,7 @@ def cmd_roundtrip(args: argparse.Namespace, ui: Console) -> int:
         ui.note(f"no scores: {e}")
         scores = {}
     print_scores(ui, [(args.method, scores)])
+    note_missing_extras(ui, [scores], not args.no_extras)
     return 0
 
 
@@ -95,6 +108,7 @@ COMMAND = Command(
         arg("--no-extras", action="store_true", help="skip PESQ and STOI"),
         add_overwrite,
         add_device,
+        add_threads,
     ),
     examples=("melinvert roundtrip speech.wav -o rt.wav --preset hifigan-22k-80 --method default",),
 )

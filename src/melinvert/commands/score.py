@@ -11,10 +11,12 @@ from .common import (
     Console,
     add_config_options,
     add_overwrite,
+    add_threads,
     arg,
     config_from_args,
     fmt_metric,
     json_value,
+    note_missing_extras,
 )
 
 
@@ -38,6 +40,7 @@ def cmd_score(args: argparse.Namespace, ui: Console) -> int:
     ui.out(f"{'sample_rate':<{width}}  {sr}")
     for k, v in result.items():
         ui.out(f"{k:<{width}}  {fmt_metric(v)}")
+    note_missing_extras(ui, [result], not args.no_extras)
     if args.json:
         doc = {
             "reference": os.fspath(args.reference),
@@ -67,6 +70,10 @@ COMMAND = Command(
         arg("--json", metavar="OUT.json", help="also write the scores as JSON"),
         arg("--no-extras", action="store_true", help="skip PESQ and STOI"),
         add_overwrite,
+        add_threads,
     ),
+    description="Objective scores of an estimate against its reference. With --preset/--config, "
+    "log-mel L1, spectral convergence and LSD use that config's STFT and mel band (as 'melinvert "
+    "bench' does); without, a fixed 80-mel analysis up to Nyquist.",
     examples=("melinvert score ref.wav out.wav --preset hifigan-22k-80 --json scores.json",),
 )

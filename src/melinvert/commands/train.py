@@ -14,6 +14,7 @@ from .common import (
     Command,
     Console,
     add_required_config,
+    add_threads,
     config_from_args,
     device_name,
     seed_value,
@@ -48,15 +49,10 @@ def _parse_hparam(text: str) -> tuple[str, Any]:
 
 def cmd_train(args: argparse.Namespace, ui: Console) -> int:
     """Parse, train, report; exit 130 after Ctrl-C, 143 after SIGTERM (a checkpoint is saved)."""
-    import torch
-
     from ..neural.train import TRAIN_ARGS, train
 
     cfg = config_from_args(args, required=True)
     assert cfg is not None
-    if args.threads is not None:
-        check(args.threads >= 1, f"--threads {args.threads} must be >= 1")
-        torch.set_num_threads(args.threads)
     hp = dict(_parse_hparam(h) for h in (args.hparam or []))
     targs = {k: getattr(args, k) for k in TRAIN_ARGS}
     result = train(
@@ -86,9 +82,16 @@ def cmd_train(args: argparse.Namespace, ui: Console) -> int:
     if result.status == "time":
         ui.note(f"--max-minutes reached at step {result.step}; saved {where / 'last.safetensors'}")
     best = result.best or {}
+    if best.get("val_loss") is None:
+        ui.out(
+            f"{args.model}: {result.step} steps, stopped before the first validation (see --val-every): "
+            "no best checkpoint; "
+            f"the weights are in {where / 'last.safetensors'} (continue with --resume); log {where / 'log.jsonl'}"
+        )
+        return 0
     ui.out(
-        f"{args.model}: {result.step} steps; best validation loss {best.get('val_loss')} at step "
-        f"{best.get('step')}: {where / 'best.safetensors'}"
+        f"{args.model}: {result.step} steps; best validation loss {best['val_loss']:.4f} at step "
+        f"{best.get('step')}: {where / 'best.safetensors'}; log {where / 'log.jsonl'}"
     )
     return 0
 
@@ -126,8 +129,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--device", default="cpu", type=device_name, metavar="DEV", help="cpu (default), auto, cuda or cuda:N"
     )
-    p.add_argument("--threads", type=int, help="CPU threads torch may use")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_threads(p)
 
 
 COMMAND = Command(

@@ -11,9 +11,11 @@ A run folder holds:
 - ``last.safetensors`` + ``last.json``: model, optimiser and training state (for ``--resume``),
   written at each validation and when the run stops;
 - ``best.safetensors`` + ``best.json``: the model with the lowest validation loss (no
-  optimiser: this is what ``invert(..., model=RUN)`` loads);
+  optimiser: this is what ``invert(..., model=RUN)`` loads, falling back to ``last`` in a run
+  stopped before its first validation, which has no ``best``);
 - ``log.jsonl``: one JSON line per validation (step, minutes, losses, log-mel L1, spectral
-  convergence, PESQ-WB when ``pesq`` is installed).
+  convergence, PESQ-WB when ``pesq`` is installed), and one ``{"event": "stopped", ...}`` line
+  when the run stops after its last validation (or before any).
 """
 
 from __future__ import annotations
@@ -491,6 +493,22 @@ class _Session:
         append_text(self.run / "log.jsonl", json.dumps(self.last_val) + "\n")
         return _format_val(self.last_val)
 
+    def _log_end(self, status: str, train_loss: float | None) -> None:
+        """A ``log.jsonl`` line for a run that stopped after its last validation (or before any):
+        ``{"event": "stopped", "status", "step", "minutes", "train_loss", "validated": false}``."""
+        from ..io import append_text
+
+        self.tick()
+        line = {
+            "event": "stopped",
+            "status": status,
+            "step": self.step,
+            "minutes": round(self.elapsed / 60.0, 3),
+            "train_loss": None if train_loss is None else round(train_loss, 6),
+            "validated": False,
+        }
+        append_text(self.run / "log.jsonl", json.dumps(line) + "\n")
+
     def loop(
         self,
         *,
@@ -540,8 +558,8 @@ class _Session:
             bar.close()
         if self.step % self.targs["val_every"] != 0 or status != "done":
             self.save("last")
-        if not (self.run / "best.safetensors").exists():  # stopped before the first validation
-            self.save("best")
+        if self.last_val is None or self.last_val.get("step") != self.step:  # steps since the last log line
+            self._log_end(status, ema)
         best = {"step": self.best_step, "val_loss": self.best_loss if math.isfinite(self.best_loss) else None}
         return TrainResult(status, self.step, self.run, best, self.last_val, stopped_by)
 
