@@ -179,3 +179,29 @@ def test_errors():
         M.mos(y, 16000.5)
     with pytest.raises(MelinvertError, match="floating-point"):
         M.mos((y * 32767).astype(np.int16), 16000)
+
+
+@needs_mos
+def test_bench_and_score_show_the_mos_columns(tmp_path, capsys):
+    """`melinvert bench --mos` and `melinvert score --mos` (issue 12): both MOS columns, filled."""
+    import csv
+
+    import soundfile as sf
+
+    from melinvert.commands import main
+    from melinvert.demo import speech_like
+
+    sf.write(tmp_path / "clip.wav", speech_like(22050, seconds=2.0, seed=0), 22050)
+    assert main(["bench", str(tmp_path / "clip.wav"), "-o", str(tmp_path / "b"), "--preset", "hifigan-22k-80",
+                 "--methods", "fast", "--mos", "--no-extras", "--quiet"]) == 0  # fmt: skip
+    rows = list(csv.DictReader((tmp_path / "b" / "results.csv").open()))
+    assert rows and all(1.0 <= float(r[k]) <= 5.0 for r in rows for k in ("distillmos", "dnsmos_ovrl"))
+    head = (tmp_path / "b" / "summary.md").read_text()
+    assert "distillmos" in head and "dnsmos_ovrl" in head
+    assert main(["roundtrip", str(tmp_path / "clip.wav"), "-o", str(tmp_path / "rt.wav"), "--preset",
+                 "hifigan-22k-80", "--method", "fast", "--no-extras"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["score", str(tmp_path / "clip.wav"), str(tmp_path / "rt.wav"), "--preset", "hifigan-22k-80",
+                 "--mos", "--no-extras"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "distillmos" in out and "dnsmos_ovrl" in out

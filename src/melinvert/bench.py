@@ -72,6 +72,11 @@ CSV_COLUMNS = (
     "rms_ratio_db",
     "snr_db",
     "peak",
+    "distillmos",
+    "dnsmos_ovrl",
+    "dnsmos_sig",
+    "dnsmos_bak",
+    "dnsmos_p808",
     "sample_rate",
     "source",
     "notes",
@@ -90,8 +95,13 @@ SUMMARY_COLUMNS = (
     "rms_ratio_db",
     "rtf",
 )
+#: Summary columns added by ``--mos`` (no-reference MOS predictors, 1-5: higher is better).
+MOS_SUMMARY_COLUMNS = ("distillmos", "dnsmos_ovrl")
 #: Measures averaged per method (the lag as its mean absolute value in ms).
-_MEAN_KEYS = ("pesq_wb", "stoi", "log_mel_l1", "spectral_convergence", "lsd", "rms_ratio_db")
+_MEAN_KEYS = (
+    "pesq_wb", "stoi", "log_mel_l1", "spectral_convergence", "lsd", "rms_ratio_db",
+    "distillmos", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808",
+)  # fmt: skip
 #: Panels of each method's bar chart.
 _BAR_KEYS = ("pesq_wb", "stoi", "log_mel_l1", "spectral_convergence", "lsd", "rtf")
 #: Mel figures: colour range below the clip's loudest bin, and the error map's range.
@@ -128,6 +138,8 @@ class BenchSettings:
     seed : int
     extras : bool
         Compute PESQ and STOI.
+    mos : bool
+        Compute the no-reference MOS predictors (DistillMOS, DNSMOS; ``melinvert[mos]``).
     with_librosa : bool
         Add ``librosa.feature.inverse.mel_to_audio`` as a reference row.
     resume, overwrite : bool
@@ -145,6 +157,7 @@ class BenchSettings:
     device: str = "auto"
     seed: int = 0
     extras: bool = True
+    mos: bool = False
     with_librosa: bool = False
     resume: bool = False
     overwrite: bool = False
@@ -383,6 +396,13 @@ def _pesq_stoi_notes(
         except UnscorableError as e:
             notes.append(f"{key}: {e}")
     return notes
+
+
+def summary_columns(settings: BenchSettings) -> tuple[str, ...]:
+    """The summary table's columns: :data:`SUMMARY_COLUMNS`, with the MOS columns when asked."""
+    if not settings.mos:
+        return SUMMARY_COLUMNS
+    return (*SUMMARY_COLUMNS[:-1], *MOS_SUMMARY_COLUMNS, SUMMARY_COLUMNS[-1])
 
 
 def summarise(
@@ -721,7 +741,8 @@ def _bench_pair(
         est, wall = _estimate(m, clip, ref, settings, inputs)
         check(bool(np.isfinite(est).all()), f"{m} produced NaN or Inf samples")
         est_raw, est = est, as_written(est, sr)  # score what the WAV holds, as 'melinvert score' sees it
-        scores = score(ref, est, sr, config=cfg, extras=settings.extras)  # in the preset's band, as 'score'
+        # in the preset's band, as 'score'
+        scores = score(ref, est, sr, config=cfg, extras=settings.extras, mos=settings.mos)
     except MelinvertError as e:
         state.failed.append((clip.id, m, str(e)))
         state.tell(f"{clip.id} / {m} failed: {e}")
@@ -900,13 +921,14 @@ def write_report(
         + (" (interrupted: rerun with --resume to finish)" if interrupted else ""),
     ]
     machine = machine_lines(settings.device, load_at_start)
-    summary_md = markdown_table(SUMMARY_COLUMNS, table) if table else "(no pair finished)"
+    columns = summary_columns(settings)
+    summary_md = markdown_table(columns, table) if table else "(no pair finished)"
     md = _summary_markdown(settings, intro, summary_md, ranking, skipped, notes, machine)
     write_text(out / SUMMARY_MD, md, overwrite=True)
     page = render_page(
         title=f"melinvert bench: {cfg.name or 'custom config'}",
         intro=intro,
-        summary_columns=SUMMARY_COLUMNS,
+        summary_columns=columns,
         summary_rows=table,
         ranking_note=ranking,
         figures=figures,
@@ -1033,6 +1055,14 @@ def _notes(
         "bins from its fmin to its fmax, clamped 80 dB below the original's loudest bin), as "
         "'melinvert score --preset' does: the same pair gives the same numbers in both.",
     ]
+    if settings.mos:
+        from .metrics import mos_status
+
+        notes.append(
+            "distillmos and dnsmos_* are no-reference MOS predictions (1-5, higher is better) of each "
+            "estimate alone: DistillMOS and DNSMOS P.835 (OVRL, SIG, BAK) and P.808."
+        )
+        notes += [f"{model}: {why}" for model, why in mos_status().items() if why]
     if not settings.extras:
         notes.append("PESQ-WB and STOI were not computed (--no-extras); their cells are empty.")
     else:

@@ -33,7 +33,13 @@ def cmd_score(args: argparse.Namespace, ui: Console) -> int:
     est, _, notes2 = load_audio(args.estimate, sr)
     for n in notes + notes2:
         ui.note(n)
-    result = score(ref, est, sr, config=cfg, extras=not args.no_extras)
+    result = score(ref, est, sr, config=cfg, extras=not args.no_extras, mos=args.mos)
+    if args.mos:
+        from ..metrics import mos_status
+
+        for model, why in mos_status().items():
+            if why:
+                ui.note(f"{model}: {why}")
     width = max(len(k) for k in result)
     ui.out(f"{'reference':<{width}}  {args.reference}")
     ui.out(f"{'estimate':<{width}}  {args.estimate}")
@@ -69,6 +75,11 @@ COMMAND = Command(
         add_config_options,
         arg("--json", metavar="OUT.json", help="also write the scores as JSON"),
         arg("--no-extras", action="store_true", help="skip PESQ and STOI"),
+        arg(
+            "--mos",
+            action="store_true",
+            help="add no-reference MOS of the estimate (DistillMOS, DNSMOS; pip install 'melinvert[mos]')",
+        ),
         add_overwrite,
         add_threads,
     ),
