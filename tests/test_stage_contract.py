@@ -305,3 +305,39 @@ def test_registry_lists_every_kind_and_the_learned_stages_register_themselves() 
     assert registry.names("vocoder") == ["cnn_vocoder"]
     assert registry.stage("mfgla").params["refit"] is True and registry.stage("fgla").params["refit"] is False
     assert registry.stage("refiner").models == ["refiner"]
+
+
+@pytest.mark.parametrize(("method", "stage"), [*INTERRUPTS, ("learned", "refiner")])
+def test_ctrl_c_in_any_step_of_the_cli_writes_the_best_estimate(tmp_path, monkeypatch, method, stage) -> None:
+    """`melinvert invert` interrupted in each step of quality, stft_gd and learned: exit 130, the
+    output written (with its .partial marker) and of the full length."""
+    import soundfile as sf
+
+    from melinvert.commands import main
+    from melinvert.stage import Reporter
+
+    mel, cfg = _mel("hifigan-22k-80", 0.3)
+    np.save(tmp_path / "a.npy", mel)
+    if stage == "refiner":
+        st = registry.stage("refiner")
+
+        def interrupted(state: State, ctx, **kw):
+            raise KeyboardInterrupt
+
+        monkeypatch.setitem(registry._STAGES, "refiner", registry.Stage(**{**st.__dict__, "fn": interrupted}))
+    else:
+        step = Reporter.step
+
+        def stop(self, iteration, audio, loss):
+            if self.stage == stage and iteration == 1:
+                raise KeyboardInterrupt
+            return step(self, iteration, audio, loss)
+
+        monkeypatch.setattr(Reporter, "step", stop)
+    out = tmp_path / "a.wav"
+    rc = main(["invert", str(tmp_path / "a.npy"), "-o", str(out), "--preset", "hifigan-22k-80",
+               "--method", method, "--quiet"])  # fmt: skip
+    assert rc == 130
+    assert out.exists() and out.with_name("a.wav.partial").exists()
+    y, sr = sf.read(out)
+    assert sr == 22050 and y.shape == (LEN,) and np.abs(y).max() > 0.05

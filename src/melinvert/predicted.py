@@ -37,6 +37,7 @@ from .config import MelConfig, resolve_config
 from .dsp import FrameOps, as_tensor
 from .errors import check, check_positive
 from .magnitude import decode_mel, nnls
+from .operator import mel_operator
 from .phase import MelRefit, agla, init_pghi, power
 from .stage import Context, State
 
@@ -224,8 +225,7 @@ def invert_linear(
     _check_linear(mel, config)
     if sharpen:
         mel = sharpen_mel(mel, config, **(sharpen_kw or {}))
-    if config.drop_last_frame:  # Whisper: the STFT has one frame more than the mel
-        mel = torch.cat([mel, mel[..., -1:]], dim=-1)
+    mel = mel_operator(config, dtype=mel.dtype, device=mel.device).extend_frames(mel)  # Whisper's frame
     mag = nnls(mel, config, n_iter=nnls_iter).transpose(-1, -2).contiguous()
     ops = FrameOps(config, length, dtype=mag.dtype, device=mag.device)
     check(

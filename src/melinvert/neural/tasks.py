@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from ..config import MelConfig
-from ..dsp import FrameOps, magnitude, mel_basis
+from ..dsp import FrameOps
+from ..operator import mel_operator
 from ..phase import project_magnitude
 from .data import band_mask
 
@@ -51,8 +52,8 @@ def model_mel(audio: torch.Tensor, config: MelConfig) -> tuple[torch.Tensor, tor
     """
     ops = FrameOps(config, audio.shape[-1], dtype=audio.dtype, device=audio.device)
     spec = ops.analysis(audio)  # (B, T', F)
-    s = spec[:, :-1] if config.drop_last_frame else spec
-    mel = mel_basis(config, dtype=audio.dtype, device=audio.device) @ magnitude(s, config).transpose(1, 2)
+    op = mel_operator(config, dtype=audio.dtype, device=audio.device)
+    mel = op(op.spec_power(op.mel_frames_of(spec, dim=1)).transpose(1, 2))
     comp = config.compression
     return comp.decode(comp.encode(mel)).clamp_min(0.0), spec
 
@@ -116,8 +117,7 @@ def refiner_loss(
     model: nn.Module, audio: torch.Tensor, nyquist: torch.Tensor, config: MelConfig, gen: torch.Generator
 ) -> tuple[torch.Tensor, dict[str, float]]:
     mel, spec = model_mel(audio, config)
-    if config.drop_last_frame:
-        spec = spec[:, :-1]
+    spec = mel_operator(config, dtype=audio.dtype, device=audio.device).mel_frames_of(spec, dim=1)
     target = spec.abs().transpose(1, 2)  # (B, F, T)
     pred = model(mel)
     mask = band_mask(nyquist, _freqs(config.n_fft, config.sample_rate, audio.device))[..., None]
