@@ -316,7 +316,7 @@ def test_ctrl_c_in_any_step_of_the_cli_writes_the_best_estimate(tmp_path, monkey
     from melinvert.commands import main
     from melinvert.stage import Reporter
 
-    mel, cfg = _mel("hifigan-22k-80", 0.3)
+    mel, _ = _mel("hifigan-22k-80", 0.3)
     np.save(tmp_path / "a.npy", mel)
     if stage == "refiner":
         st = registry.stage("refiner")
