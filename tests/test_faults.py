@@ -141,7 +141,7 @@ def test_renamed_files_get_melinvert_s_message(tmp_path, capsys, kind, ext):
     else:
         sf.write(f, np.zeros(2205, np.float32), 22050, format="WAV")
     what = "a Python pickle; melinvert never unpickles" if kind == "pickle" else "a WAV audio file"
-    with pytest.raises(MelinvertError, match=f"is not a {ext} file: its content looks like {what}"):
+    with pytest.raises(MelinvertError, match=f"is not a readable {ext} file: its content looks like {what}"):
         read_mel_file(f)
     good = tmp_path / "good.npy"
     np.save(good, mi.mel_spectrogram(np.random.default_rng(0).standard_normal(4000) * 0.1, "pwg-22k-80"))
@@ -283,6 +283,8 @@ def test_ctrl_c_during_start_up_is_one_line_and_130(tmp_path):
         _, err = p.communicate(timeout=60)
         if p.returncode == 0:
             continue  # finished before the signal: nothing to check
+        if "Traceback" in err and "melinvert" not in err:
+            continue  # a loaded machine: the signal came inside Python's own start-up, before melinvert
         assert p.returncode == 130, err
         assert "Traceback" not in err and err.strip().splitlines()[-1] == "melinvert: error: interrupted"
 

@@ -1269,7 +1269,7 @@ def _require_format(p: Path, ext: str, expected: tuple[str, ...]) -> None:
         return
     never = "; melinvert never unpickles" if what == "a Python pickle" else ""
     raise MelinvertError(
-        f"{str(p)!r} is not a {ext} file: its content looks like {what}{never}; save the mel "
+        f"{str(p)!r} is not a readable {ext} file: its content looks like {what}{never}; save the mel "
         f"with {'numpy.save' if ext == '.npy' else 'numpy.savez'} (or 'melinvert mel')"
     )
 

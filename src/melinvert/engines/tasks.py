@@ -128,10 +128,13 @@ class InvertTask(Task):
 
     def setup(self) -> None:
         """Load the method's checkpoints once (they stay cached in this process)."""
-        from .. import neural
         from ..pipeline import parse_method
 
-        neural.bind(parse_method(self.method, self.n_iter), self.model, self.config)
+        plan = parse_method(self.method, self.n_iter)
+        if plan.models or self.model is not None:
+            from ..neural import resolve
+
+            resolve(plan.models, self.model, self.config, plan.name)
 
     def load(self, job: Job) -> np.ndarray:
         from ..io import load_mel
