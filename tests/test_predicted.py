@@ -176,3 +176,23 @@ def test_errors(synth):
         predicted.mel_consistency(synth, CFG, n_iter=0)
     with pytest.raises(MelinvertError, match="must be shaped"):
         predicted.mel_consistency(synth[0], CFG)
+
+
+def test_inspect_reports_the_consistency(tmp_path, capsys):
+    """`melinvert inspect` says whether a mel looks like a recording's or a predicted one."""
+    from melinvert import degrade
+    from melinvert.commands import main
+
+    cfg = mi.get_preset("hifigan-22k-80")
+    from helpers import harmonic_noise
+
+    mel = mi.mel_spectrogram(harmonic_noise(22050, 3.0, seed=1).astype(np.float32), cfg)
+    blurred = degrade.smooth_frequency(degrade.smooth_time(torch.from_numpy(mel), cfg, 1.0), cfg, 0.7).numpy()
+    np.save(tmp_path / "rec.npy", mel)
+    np.save(tmp_path / "blur.npy", blurred)
+    assert main(["inspect", str(tmp_path / "rec.npy"), "--preset", "hifigan-22k-80"]) == 0
+    rec = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("consistency:")]
+    assert main(["inspect", str(tmp_path / "blur.npy"), "--preset", "hifigan-22k-80"]) == 0
+    blur = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("consistency:")]
+    assert len(rec) == 1 and rec[0].startswith("consistency: looks like the mel of a recording")
+    assert len(blur) == 1 and blur[0].startswith("consistency: not the mel of a waveform: over-smoothed")
