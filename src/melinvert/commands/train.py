@@ -64,6 +64,7 @@ def cmd_train(args: argparse.Namespace, ui: Console) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         hparams=hp,
+        mels=args.mels,
         max_minutes=args.max_minutes,
         resume=args.resume,
         device=args.device,
@@ -120,6 +121,23 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-every", type=int, help="validate (and save) every N steps")
     p.add_argument("--val-method", help="method the validation inverts with (default per model)")
     p.add_argument("--val-n-iter", type=int, help="iterations of the validation method's stage 2")
+    p.add_argument(
+        "--augment",
+        metavar="SPEC",
+        help="degrade each training crop's mel as predicted mels are (off by default; the target stays "
+        "the clean audio): comma-separated NAME=VALUE, ranges LO:HI drawn uniformly per crop: "
+        "level (dB), smooth_t (frames), smooth_f (mel bins), noise (nepers, on the log-mel), "
+        "mask_snr (dB, default 0:20); probabilities: mask (an oracle enhancer's masked mixture with "
+        "another crop), clean (crop left clean). E.g. smooth_t=0:1.5,smooth_f=0:1,noise=0:0.3,"
+        "level=-6:6,mask=0.3 (refiner, cnn_vocoder)",
+    )
+    p.add_argument(
+        "--mels",
+        metavar="DIR",
+        help="train on these mels instead of ones computed from the audio: files (.npy/.npz/.pt) "
+        "matched to the audio by relative path and stem (a/b/clip.wav <-> DIR/a/b/clip.npy), lengths "
+        "reconciled within 2 frames (refiner, cnn_vocoder)",
+    )
     p.add_argument("--hparam", action="append", metavar="KEY=VALUE", help="model hyperparameter (repeatable)")
     p.add_argument("--seed", type=seed_value, help="seed for weights, split, crops and noise (default 0)")
     p.add_argument("--max-minutes", type=float, help="stop and save after this many minutes")
@@ -140,6 +158,9 @@ COMMAND = Command(
     examples=(
         "melinvert train refiner speech/ --preset hifigan-22k-80 -o runs/refiner --max-minutes 60",
         "melinvert train refiner speech/ --preset hifigan-22k-80 -o runs/refiner --resume",
+        "melinvert train refiner speech/ --preset hifigan-22k-80 -o runs/aug "
+        "--augment smooth_t=0:1.5,smooth_f=0:1,noise=0:0.3,level=-6:6,mask=0.3",
+        "melinvert train refiner speech/ --mels tts_mels/ --preset hifigan-22k-80 -o runs/pairs",
         "melinvert invert mels/ -o wavs/ --preset hifigan-22k-80 --method refiner+pghi+fgla --model runs/refiner",
     ),
 )

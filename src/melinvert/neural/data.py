@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,12 +41,16 @@ class Clip:
         The file's own rate in Hz.
     rate : int
         The rate of ``audio`` (the config's) in Hz.
+    mel : np.ndarray [shape=(n_mels, frames), float32] or None
+        The compressed mel given with the audio (``--mels`` pairs), as many frames as the
+        config gives for ``audio``; ``None``: the mel is computed from the audio.
     """
 
     name: str
     audio: np.ndarray
     source_rate: int
     rate: int
+    mel: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def seconds(self) -> float:
@@ -155,20 +160,58 @@ class Crops:
     def __init__(self, clips: Sequence[Clip], config: MelConfig, crop_frames: int, gain_db: float = 0.0):
         check(len(clips) > 0, "no training clips")
         self.clips = list(clips)
+        self.config = config
+        self.crop_frames = crop_frames
         self.samples = config.n_samples(crop_frames)
         lengths = np.array([c.audio.shape[0] for c in self.clips], dtype=np.float64)
         self.prob = lengths / lengths.sum()
         self.gain_db = gain_db
 
+    @property
+    def paired(self) -> bool:
+        """True when every clip carries its given mel (crops then start on frame boundaries)."""
+        return all(c.mel is not None for c in self.clips)
+
     def batch(self, rng: np.random.Generator, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(audio (B, samples) float32, nyquist (B,) Hz of each crop's source)``."""
+        audio, nyq, _ = self._draw(rng, batch_size, with_mels=False)
+        return audio, nyq
+
+    def paired_batch(
+        self, rng: np.random.Generator, batch_size: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(audio, nyquist, mel (B, n_mels, crop_frames))`` from clips with given mels.
+
+        Each crop starts on a frame boundary (sample ``f0 * hop_length``) and its mel is the
+        clip's frames ``f0 .. f0 + crop_frames`` (padded past the end with the compression's
+        floor), shifted by the crop's random gain (:func:`melinvert.degrade.shift_level`):
+        audio and mel are cut at the same place.
+        """
+        check(self.paired, "paired_batch needs clips that carry their mels")
+        audio, nyq, mel = self._draw(rng, batch_size, with_mels=True)
+        assert mel is not None
+        return audio, nyq, mel
+
+    def _draw(
+        self, rng: np.random.Generator, batch_size: int, *, with_mels: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        from ..degrade import shift_level
+        from .pairs import fit_length
+
+        hop, cfg = self.config.hop_length, self.config
         idx = rng.choice(len(self.clips), size=batch_size, p=self.prob)
         out = np.zeros((batch_size, self.samples), dtype=np.float32)
         nyq = np.zeros(batch_size, dtype=np.float32)
+        mels = []
         for b, i in enumerate(idx):
             c = self.clips[i]
             n = c.audio.shape[0]
-            start = int(rng.integers(0, max(1, n - self.samples + 1)))
+            if with_mels:
+                assert c.mel is not None
+                f0 = int(rng.integers(0, max(1, c.mel.shape[1] - self.crop_frames + 1)))
+                start = f0 * hop
+            else:
+                start = int(rng.integers(0, max(1, n - self.samples + 1)))
             seg = c.audio[start : start + self.samples]
             g = 10.0 ** (rng.uniform(-self.gain_db, self.gain_db) / 20.0) if self.gain_db > 0 else 1.0
             peak = float(np.abs(seg).max()) if seg.size else 0.0
@@ -176,7 +219,11 @@ class Crops:
                 g = 0.99 / peak
             out[b, : seg.shape[0]] = seg * g
             nyq[b] = c.source_rate / 2.0
-        return torch.from_numpy(out), torch.from_numpy(nyq)
+            if with_mels:
+                m = fit_length(c.mel[:, f0 : f0 + self.crop_frames], self.crop_frames, cfg)
+                mels.append(shift_level(m, cfg, 20.0 * math.log10(g)) if g != 1.0 else m)
+        mel = torch.from_numpy(np.stack(mels).astype(np.float32)) if with_mels else None
+        return torch.from_numpy(out), torch.from_numpy(nyq), mel
 
 
 def band_mask(nyquist: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,7 @@ from torch import nn
 
 from ..config import MelConfig
 from ..dsp import FrameOps
+from ..errors import check
 from ..operator import mel_operator
 from ..phase import project_magnitude
 from .data import band_mask
@@ -95,28 +96,53 @@ class Task:
         ``batch_size``, ``crop_frames``, ``lr``, ``steps``, ``val_every``, ``gain_db``,
         ``val_method``, ``val_n_iter``.
     loss : callable
-        ``loss(model, audio, nyquist, config, generator) -> (loss, parts)``.
+        ``loss(model, audio, nyquist, config, generator, mel=None) -> (loss, parts)``; ``mel``
+        (linear, ``(B, n_mels, T)``) replaces the mel computed from the audio where the model
+        reads one.
     fit : callable
-        ``fit(model, audio, config)``: set input statistics from audio before training.
+        ``fit(model, audio, config, mel=None)``: set input statistics before training (from
+        ``mel`` when given, else from the audio's).
+    reads_mel : bool
+        Whether the model's input is the mel (so that augmented or given mels can train it).
     """
 
     kind: str
     defaults: dict[str, Any]
     loss: Callable[..., tuple[torch.Tensor, dict[str, float]]]
-    fit: Callable[[nn.Module, torch.Tensor, MelConfig], None]
+    fit: Callable[..., None]
+    reads_mel: bool = True
 
 
-def _fit_mel_input(model: nn.Module, audio: torch.Tensor, config: MelConfig) -> None:
+def _fit_mel_input(
+    model: nn.Module, audio: torch.Tensor, config: MelConfig, mel: torch.Tensor | None = None
+) -> None:
     inp = getattr(model, "inp", None)
     if inp is not None:
-        mel, _ = model_mel(audio, config)
-        inp.fit(mel)
+        inp.fit(model_mel(audio, config)[0] if mel is None else mel)
+
+
+def compressed_mel(audio: torch.Tensor, config: MelConfig) -> torch.Tensor:
+    """The compressed mel ``(B, n_mels, T)`` of audio ``(B, samples)`` (what a mel file holds;
+    ``config.compression.decode`` of it is :func:`model_mel`'s mel)."""
+    mel, _ = model_mel(audio, config)
+    return config.compression.encode(mel)
+
+
+def decoded_mel(mel: torch.Tensor, config: MelConfig) -> torch.Tensor:
+    """A compressed mel decoded to the linear mel the models read (as :func:`model_mel`)."""
+    return config.compression.decode(mel).clamp_min(0.0)
 
 
 def refiner_loss(
-    model: nn.Module, audio: torch.Tensor, nyquist: torch.Tensor, config: MelConfig, gen: torch.Generator
+    model: nn.Module,
+    audio: torch.Tensor,
+    nyquist: torch.Tensor,
+    config: MelConfig,
+    gen: torch.Generator,
+    mel: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    mel, spec = model_mel(audio, config)
+    own, spec = model_mel(audio, config)
+    mel = own if mel is None else _same_shape(mel, own)
     spec = mel_operator(config, dtype=audio.dtype, device=audio.device).mel_frames_of(spec, dim=1)
     target = spec.abs().transpose(1, 2)  # (B, F, T)
     pred = model(mel)
@@ -126,8 +152,14 @@ def refiner_loss(
 
 
 def degli_loss(
-    model: nn.Module, audio: torch.Tensor, nyquist: torch.Tensor, config: MelConfig, gen: torch.Generator
+    model: nn.Module,
+    audio: torch.Tensor,
+    nyquist: torch.Tensor,
+    config: MelConfig,
+    gen: torch.Generator,
+    mel: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
+    check(mel is None, "degli learns from STFTs, not mels: it takes no mel")
     ops = FrameOps(config, audio.shape[-1], dtype=audio.dtype, device=audio.device)
     x = ops.analysis(audio)  # (B, T, F)
     amp = x.abs()
@@ -151,6 +183,14 @@ def degli_loss(
     return l1, {"l1": float(l1.detach())}
 
 
+def _same_shape(mel: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    check(
+        mel.shape == own.shape,
+        f"the mel given {tuple(mel.shape)} does not fit the audio's mel {tuple(own.shape)}",
+    )
+    return mel.to(dtype=own.dtype, device=own.device)
+
+
 def _stft_mag(x: torch.Tensor, n_fft: int) -> torch.Tensor:
     win = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
     s = torch.stft(x, n_fft, hop_length=n_fft // 4, window=win, center=True, return_complex=True)
@@ -158,9 +198,19 @@ def _stft_mag(x: torch.Tensor, n_fft: int) -> torch.Tensor:
 
 
 def vocoder_loss(
-    model: nn.Module, audio: torch.Tensor, nyquist: torch.Tensor, config: MelConfig, gen: torch.Generator
+    model: nn.Module,
+    audio: torch.Tensor,
+    nyquist: torch.Tensor,
+    config: MelConfig,
+    gen: torch.Generator,
+    mel: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    mel, _ = model_mel(audio, config)
+    if mel is None:
+        mel, _ = model_mel(audio, config)
+    else:
+        check(
+            mel.shape[-1] == config.n_frames(audio.shape[-1]), "the mel given does not fit the audio's frames"
+        )
     pred = model(mel)
     n = audio.shape[-1]
     pred = pred[:, :n] if pred.shape[-1] >= n else torch.nn.functional.pad(pred, (0, n - pred.shape[-1]))
@@ -212,6 +262,7 @@ TASKS: dict[str, Task] = {
         },
         degli_loss,
         _fit_mel_input,
+        reads_mel=False,
     ),
     "cnn_vocoder": Task(
         "cnn_vocoder",

@@ -35,12 +35,23 @@ import torch
 
 from ..config import MelConfig
 from ..errors import MelinvertError, check
+from .augment import Augmentation, Draw, augment_generator, degraded_copy, parse_augment
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .data import Clip, Crops, collect_audio, load_clips, split_files, summary
 from .models import build_model, count_parameters
-from .tasks import TASKS, lr_at, step_generator
+from .tasks import TASKS, compressed_mel, decoded_mel, lr_at, step_generator
 
-TRAIN_ARGS = ("batch_size", "crop_frames", "lr", "steps", "val_every", "gain_db", "val_method", "val_n_iter")
+TRAIN_ARGS = (
+    "batch_size",
+    "crop_frames",
+    "lr",
+    "steps",
+    "val_every",
+    "gain_db",
+    "val_method",
+    "val_n_iter",
+    "augment",
+)
 
 
 @dataclasses.dataclass
@@ -96,10 +107,15 @@ def validate(
     hparams: dict[str, Any],
     *,
     seconds: float,
+    alt_mels: dict[str, Sequence[torch.Tensor]] | None = None,
 ) -> dict[str, float | None]:
     """Validation measures of ``model`` on ``clips`` (each cut to ``seconds``).
 
-    ``val_loss``: the task's loss on the whole clips, without gain changes. ``log_mel_l1``
+    ``val_loss``: the task's loss on the whole clips, without gain changes, on the mels of the
+    audio. With ``alt_mels`` (name -> one linear mel ``(n_mels, frames)`` per cut clip: the
+    given mels of pairs, a fixed degraded copy), also ``val_loss_NAME`` on those and
+    ``val_loss_clean`` on the audio's mels, and ``val_loss`` is the mean of them all.
+    ``log_mel_l1``
     (nepers, the config's mel), ``spectral_convergence`` (the config's STFT) and ``pesq_wb``
     (``None`` without the ``pesq`` package) of the audio that ``invert(mel, config,
     method=val_method, model=...)`` makes. Means over the clips.
@@ -111,17 +127,22 @@ def validate(
     task = TASKS[kind]
     ck = Checkpoint(kind, config, hparams, {}, model)
     losses, l1s, scs, pesqs = [], [], [], []
+    alt = {name: [] for name in alt_mels or {}}
     gen = torch.Generator().manual_seed(0)
     n_max = int(seconds * config.sample_rate)
     dev = next(model.parameters()).device  # validate where the model trains
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        for c in clips:
+        for i, c in enumerate(clips):
             y = c.audio[:n_max]
             nyq = torch.tensor([c.source_rate / 2.0], device=dev)
-            loss, _ = task.loss(model, torch.from_numpy(y)[None].to(dev), nyq, config, gen)
+            yt = torch.from_numpy(y)[None].to(dev)
+            loss, _ = task.loss(model, yt, nyq, config, gen)
             losses.append(float(loss))
+            for name, mels in (alt_mels or {}).items():
+                loss, _ = task.loss(model, yt, nyq, config, gen, mel=mels[i][None].to(dev))
+                alt[name].append(float(loss))
             mel = mel_spectrogram(y, config)
             est = invert(
                 mel,
@@ -141,8 +162,12 @@ def validate(
             if p is not None:
                 pesqs.append(float(p))
     model.train(was_training)
+    parts = {f"val_loss_{name}": float(np.mean(v)) for name, v in alt.items()}
+    if parts:
+        parts = {"val_loss_clean": float(np.mean(losses)), **parts}
     return {
-        "val_loss": float(np.mean(losses)),
+        "val_loss": float(np.mean(list(parts.values()))) if parts else float(np.mean(losses)),
+        **parts,
         "log_mel_l1": float(np.mean(l1s)),
         "spectral_convergence": float(np.mean(scs)),
         "pesq_wb": float(np.mean(pesqs)) if pesqs else None,
@@ -164,6 +189,7 @@ def train(
     val_seconds: float = 10.0,
     seed: int | None = None,
     hparams: dict[str, Any] | None = None,
+    mels: str | Path | None = None,
     max_minutes: float | None = None,
     resume: bool = False,
     device: str | torch.device = "cpu",
@@ -191,6 +217,11 @@ def train(
         run keeps its own).
     hparams : dict, optional
         Model hyperparameters (see :data:`melinvert.neural.models.MODEL_CLASSES`).
+    mels : path, optional
+        A folder of mel files paired with the audio by relative path and stem
+        (:mod:`melinvert.neural.pairs`): the model then trains (and is also validated) on
+        these mels instead of ones computed from the audio, the audio staying the target.
+        A resumed run needs the same ones again.
     max_minutes : float, optional
         Stop (and save) after this many minutes of this invocation.
     resume : bool
@@ -206,7 +237,11 @@ def train(
         ``on_step(step, loss)`` after each step (tests use it).
     **train_args :
         ``batch_size``, ``crop_frames``, ``lr``, ``steps``, ``val_every``, ``gain_db``,
-        ``val_method``, ``val_n_iter`` (defaults: :data:`melinvert.neural.tasks.TASKS`).
+        ``val_method``, ``val_n_iter`` (defaults: :data:`melinvert.neural.tasks.TASKS`), and
+        ``augment``: a ``SPEC`` string or :class:`~melinvert.neural.augment.Augmentation`
+        (off by default) degrading each training crop's mel with the predicted-mel families
+        (:mod:`melinvert.neural.augment`); validation then also reports the loss on a fixed
+        degraded copy of the validation mels.
 
     Returns
     -------
@@ -220,17 +255,23 @@ def train(
     say = log or (lambda s: None)
     run = Path(run_dir)
     given = {k: v for k, v in train_args.items() if v is not None}
+    if "augment" in given:
+        aug = parse_augment(given["augment"])
+        given["augment"] = aug.spec if aug is not None else None
     resumed, targs, hp, seed, val_fraction = _settings(
         kind, config, run, resumed=resume, seed=seed, hparams=hparams, val_fraction=val_fraction, given=given
     )
+    augment = parse_augment(targs.get("augment"))
+    _check_mel_inputs(kind, augment, mels)
     skipped: list[str] = []
     train_clips, val_clips, data_info = _load_data(
-        inputs, val, val_fraction, seed, config, resumed, say, skipped
+        inputs, val, val_fraction, seed, config, resumed, say, skipped, mels=mels
     )
     dev = resolve_device(device)
     session = _Session.start(
         kind, config, run, targs, hp, seed, val_fraction, data_info, resumed, train_clips, val_clips, dev
     )
+    session.set_mel_inputs(augment, val_seconds)
     say(
         f"{kind}: {count_parameters(session.model):,} parameters, {data_info['train']['minutes']:.1f} min of "
         f"training audio, steps {session.step}->{targs['steps']}, batch {targs['batch_size']} x "
@@ -244,6 +285,23 @@ def train(
         max_minutes=max_minutes, progress=progress, on_step=on_step, val_seconds=val_seconds, say=say
     )
     return dataclasses.replace(result, skipped=tuple(skipped))
+
+
+def _check_mel_inputs(kind: str, augment: Augmentation | None, mels: str | Path | None) -> None:
+    """Augmentation and pairs need a model that reads the mel; masked mixtures need the audio's mel."""
+    if augment is None and mels is None:
+        return
+    what = "--augment" if mels is None else "--mels"
+    check(
+        TASKS[kind].reads_mel,
+        f"{what} applies to the models that read the mel ("
+        + ", ".join(k for k, t in TASKS.items() if t.reads_mel)
+        + f"); {kind} learns from STFTs",
+    )
+    check(
+        mels is None or augment is None or augment.mask == 0,
+        "--augment mask mixes the audio's mels; it cannot be combined with --mels (given mels)",
+    )
 
 
 def _settings(
@@ -311,11 +369,15 @@ def _load_data(
     resumed: Checkpoint | None,
     say: Callable[[str], None],
     skipped: list[str] | None = None,
+    *,
+    mels: str | Path | None = None,
 ) -> tuple[list[Clip], list[Clip], dict[str, Any]]:
     """The training and validation clips and their summary (a resumed run's must match).
 
     A file that cannot be read is left out with a notice (and appended to ``skipped``), not an
-    error: one bad file in a corpus does not stop a run.
+    error: one bad file in a corpus does not stop a run. With ``mels``, every clip carries its
+    paired mel (:func:`melinvert.neural.pairs.load_pairs`; ``--val`` files are matched relative
+    to their own folders) and the summary says where the mels came from.
     """
 
     def skip(p: Path, reason: str) -> None:
@@ -332,9 +394,14 @@ def _load_data(
     else:
         train_files, val_files = split_files(files, val_fraction, seed)
     say(f"reading {len(train_files)} training and {len(val_files)} validation files")
-    train_clips = load_clips(train_files, config, on_skip=skip)
-    val_clips = load_clips(val_files, config, on_skip=skip)
-    data_info = {"train": summary(train_clips), "val": summary(val_clips)}
+    read: list[Path] = []
+    train_clips = load_clips(train_files, config, on_skip=skip, on_file=read.append)
+    val_clips = load_clips(val_files, config, on_skip=skip, on_file=read.append)
+    data_info: dict[str, Any] = {"train": summary(train_clips), "val": summary(val_clips)}
+    if mels is not None:
+        train_clips, val_clips, data_info["mels"] = _attach_mels(
+            inputs, val, mels, read, train_clips, val_clips, config, say
+        )
     if resumed is not None:
         old = resumed.train.get("data", {})
         for part in ("train", "val"):
@@ -342,7 +409,124 @@ def _load_data(
                 old.get(part, {}).get("digest") == data_info[part]["digest"],
                 f"the {part} audio differs from the run's (files, rates or lengths); --resume needs the same data",
             )
+        was, now = old.get("mels"), data_info.get("mels")
+        check(
+            (was is None) == (now is None),
+            "the run trained on mels paired with its audio; --resume needs the same --mels DIR"
+            if now is None
+            else "the run trained on mels computed from its audio; --resume cannot add --mels",
+        )
+        check(
+            was is None or was.get("digest") == now.get("digest"),
+            "the --mels files differ from the run's (names, lengths or values); --resume needs the same data",
+        )
     return train_clips, val_clips, data_info
+
+
+def _attach_mels(
+    inputs: Sequence[str | Path],
+    val: Sequence[str | Path] | None,
+    mel_dir: str | Path,
+    read: list[Path],
+    train_clips: list[Clip],
+    val_clips: list[Clip],
+    config: MelConfig,
+    say: Callable[[str], None],
+) -> tuple[list[Clip], list[Clip], dict[str, Any]]:
+    """The clips with their paired mels (``read``: the files of the clips, in order) and the
+    record of the pairs: folder, count, mels reconciled, digest."""
+    from .pairs import audio_keys, load_pairs, mels_digest
+
+    keys = audio_keys(inputs)
+    if val:
+        keys.update(audio_keys(val))
+    clips = [*train_clips, *val_clips]
+    frames = {p: config.n_frames(c.audio.shape[0]) for p, c in zip(read, clips, strict=True)}
+    mels, reconciled = load_pairs(keys, frames, mel_dir, config, say=say)
+    paired = [dataclasses.replace(c, mel=mels[p]) for p, c in zip(read, clips, strict=True)]
+    record = {
+        "dir": str(Path(mel_dir).resolve()),
+        "files": len(paired),
+        "reconciled": reconciled,
+        "digest": mels_digest([c.mel for c in paired if c.mel is not None]),
+    }
+    return paired[: len(train_clips)], paired[len(train_clips) :], record
+
+
+@dataclasses.dataclass
+class Batch:
+    """One training step's inputs.
+
+    Attributes
+    ----------
+    audio : torch.Tensor [shape=(B, samples), float32]
+        The crops: the target, never augmented.
+    nyquist : torch.Tensor [shape=(B,)]
+        Half the rate of each crop's file, Hz.
+    mel : torch.Tensor [shape=(B, n_mels, frames)] or None
+        The linear mel the model reads (augmented and/or given); ``None``: the task computes
+        it from ``audio``.
+    draws : list of Draw
+        Each crop's augmentation (empty without).
+    generator : torch.Generator
+        The step's generator for the task's own noise.
+    """
+
+    audio: torch.Tensor
+    nyquist: torch.Tensor
+    mel: torch.Tensor | None
+    draws: list[Draw]
+    generator: torch.Generator
+
+
+def training_batch(
+    crops: Crops,
+    config: MelConfig,
+    seed: int,
+    step: int,
+    batch_size: int,
+    augment: Augmentation | None = None,
+) -> Batch:
+    """The batch of ``step``, a pure function of ``(seed, step)`` and the data.
+
+    Crops come from :func:`~melinvert.neural.tasks.step_generator` (paired crops when the clips
+    carry mels), augmentation strengths from :func:`~melinvert.neural.augment.augment_generator`,
+    so turning augmentation on does not move the crops.
+    """
+    rng, gen = step_generator(seed, step)
+    comp: torch.Tensor | None = None
+    if crops.paired:
+        audio, nyq, comp = crops.paired_batch(rng, batch_size)
+    else:
+        audio, nyq = crops.batch(rng, batch_size)
+    draws: list[Draw] = []
+    if augment is not None:
+        arng, agen = augment_generator(seed, step)
+        if comp is None:
+            comp = compressed_mel(audio, config)
+        draws = augment.draw(arng, batch_size)
+        comp = augment.apply(comp, audio, draws, config, agen)
+    mel = decoded_mel(comp, config) if comp is not None else None
+    return Batch(audio, nyq, mel, draws, gen)
+
+
+def _val_mels(
+    clips: Sequence[Clip], config: MelConfig, seconds: float, augment: Augmentation | None, seed: int
+) -> dict[str, list[torch.Tensor]]:
+    """The validation's other linear mels, per clip cut to ``seconds``: ``pairs`` (the given
+    mels) and ``degraded`` (a fixed degraded copy of the mels training starts from)."""
+    n_max = int(seconds * config.sample_rate)
+    cut = [c.audio[:n_max] for c in clips]
+    out: dict[str, list[torch.Tensor]] = {}
+    base: list[torch.Tensor] | None = None
+    if clips and all(c.mel is not None for c in clips):
+        base = [torch.from_numpy(c.mel[:, : config.n_frames(y.shape[0])]) for c, y in zip(clips, cut)]
+        out["pairs"] = [decoded_mel(m, config) for m in base]
+    if augment is not None:
+        if base is None:
+            base = [compressed_mel(torch.from_numpy(y)[None], config)[0] for y in cut]
+        out["degraded"] = [decoded_mel(m, config) for m in degraded_copy(base, cut, augment, config, seed)]
+    return out
 
 
 @dataclasses.dataclass
@@ -367,6 +551,8 @@ class _Session:
     best_step: int | None = None
     last_val: dict[str, Any] | None = None
     t_mark: float = 0.0
+    augment: Augmentation | None = None
+    val_mels: dict[str, list[torch.Tensor]] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def start(
@@ -394,8 +580,12 @@ class _Session:
             model.load_state_dict(resumed.model.state_dict())
         else:
             rng, _ = step_generator(seed, 2**31)
-            audio, _ = crops.batch(rng, 64)
-            TASKS[kind].fit(model, audio, config)
+            if crops.paired:
+                audio, _, given = crops.paired_batch(rng, 64)
+                TASKS[kind].fit(model, audio, config, decoded_mel(given, config))
+            else:
+                audio, _ = crops.batch(rng, 64)
+                TASKS[kind].fit(model, audio, config)
         s = cls(
             kind,
             config,
@@ -422,6 +612,11 @@ class _Session:
         s.last_val = state.get("last_val")
         return s
 
+    def set_mel_inputs(self, augment: Augmentation | None, val_seconds: float) -> None:
+        """Augment the training mels with ``augment``; prepare the validation's other mels."""
+        self.augment = augment
+        self.val_mels = _val_mels(self.val_clips, self.config, val_seconds, augment, self.seed)
+
     def record(self) -> dict[str, Any]:
         """The training state stored with a checkpoint."""
         return {
@@ -435,6 +630,7 @@ class _Session:
             "best_step": self.best_step,
             "last_val": self.last_val,
             "data": self.data_info,
+            "augment": self.augment.to_dict() if self.augment is not None else None,
             "parameters": count_parameters(self.model),
             "torch": torch.__version__,
         }
@@ -460,12 +656,16 @@ class _Session:
 
     def train_step(self) -> float:
         """One optimiser step on the crops and noise of ``(seed, step)``; returns the loss."""
-        rng, gen = step_generator(self.seed, self.step)
-        audio, nyq = self.crops.batch(rng, self.targs["batch_size"])
+        b = training_batch(
+            self.crops, self.config, self.seed, self.step, self.targs["batch_size"], self.augment
+        )
         for g in self.opt.param_groups:
             g["lr"] = lr_at(self.step, self.targs["steps"], self.targs["lr"])
         dev = next(self.model.parameters()).device
-        loss, _ = TASKS[self.kind].loss(self.model, audio.to(dev), nyq.to(dev), self.config, gen)
+        mel = {"mel": b.mel.to(dev)} if b.mel is not None else {}
+        loss, _ = TASKS[self.kind].loss(
+            self.model, b.audio.to(dev), b.nyquist.to(dev), self.config, b.generator, **mel
+        )
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -480,7 +680,14 @@ class _Session:
         from ..io import append_text
 
         v = validate(
-            self.kind, self.model, self.val_clips, self.config, self.targs, self.hp, seconds=val_seconds
+            self.kind,
+            self.model,
+            self.val_clips,
+            self.config,
+            self.targs,
+            self.hp,
+            seconds=val_seconds,
+            alt_mels=self.val_mels,
         )
         self.last_val = {"step": self.step, "train_loss": round(train_loss, 6), **v}
         self.tick()
@@ -572,7 +779,13 @@ def _complete_hparams(kind: str, hp: dict[str, Any]) -> dict[str, Any]:
 
 def _format_val(v: dict[str, Any]) -> str:
     pesq = f" pesq_wb {v['pesq_wb']:.3f}" if v.get("pesq_wb") is not None else ""
+    parts = "".join(
+        f" {k[len('val_loss_') :]} {x:.4f}"
+        for k, x in v.items()
+        if k.startswith("val_loss_") and x is not None
+    )
+    parts = f" ({parts.strip()})" if parts else ""
     return (
-        f"step {v['step']} ({v['minutes']:.1f} min): train {v['train_loss']:.4f} val {v['val_loss']:.4f} "
+        f"step {v['step']} ({v['minutes']:.1f} min): train {v['train_loss']:.4f} val {v['val_loss']:.4f}{parts} "
         f"log_mel_l1 {v['log_mel_l1']:.4f} sc {v['spectral_convergence']:.4f}{pesq}"
     )
