@@ -38,6 +38,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -94,6 +95,11 @@ def with_long_clips(
 # ---------------------------------------------------------------------- the child process
 
 
+def faults() -> int:
+    """Minor page faults of this process so far (fresh memory the kernel had to map)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def _clock(kind: str):
     return time.process_time if kind == "cpu" else time.perf_counter
 
@@ -127,11 +133,12 @@ def child(args: argparse.Namespace) -> dict:
         mixed["librosa"].append({"seconds": clock() - t, "audio_s": c["seconds"], "est": est_lr})
         mel = np.load(work / f"{c['id']}.mel.npy")
         for m in methods:
+            f = faults()
             t = clock()
             est = mi.invert(mel, cfg, method=m, seed=0)
             sec = clock() - t
             first_call = sec if first_call is None else first_call
-            mixed[m].append({"seconds": sec, "audio_s": c["seconds"], "est": est})
+            mixed[m].append({"seconds": sec, "audio_s": c["seconds"], "est": est, "faults": faults() - f})
         for rows in mixed.values():  # the user's scoring, between this clip and the next
             r = rows[-1]
             s = metrics.score(y, r.pop("est").astype(np.float64), cfg.sample_rate, config=cfg)
@@ -156,25 +163,25 @@ def isolated(clips: list[dict], work: Path, cfg, methods: list[str], args, clock
 
     rows: dict[str, list[dict]] = {"librosa": [], **{m: [] for m in methods}}
 
-    def best(fn) -> float:
-        out = float("inf")
+    def best(fn) -> tuple[float, float]:
+        out, f = float("inf"), faults()
         for _ in range(args.repeat):
             t = clock()
             fn()
             out = min(out, clock() - t)
-        return out
+        return out, (faults() - f) / args.repeat
 
     for c in clips:
         y_lr = np.load(work / f"{c['id']}.audio.npy").astype(np.float32)
         m_lr = librosa.feature.melspectrogram(y=y_lr, sr=SR_LIBROSA)
         librosa.feature.inverse.mel_to_audio(m_lr[:, :20], sr=SR_LIBROSA)
-        sec = best(lambda m_lr=m_lr: librosa.feature.inverse.mel_to_audio(m_lr, sr=SR_LIBROSA))
-        rows["librosa"].append({"seconds": sec, "audio_s": c["seconds"]})
+        sec, flt = best(lambda m_lr=m_lr: librosa.feature.inverse.mel_to_audio(m_lr, sr=SR_LIBROSA))
+        rows["librosa"].append({"seconds": sec, "audio_s": c["seconds"], "faults": flt})
         mel = np.load(work / f"{c['id']}.mel.npy")
         for m in methods:
             mi.invert(mel[:, : max(cfg.min_frames, 40)], cfg, method=m, seed=0)
-            sec = best(lambda mel=mel, m=m: mi.invert(mel, cfg, method=m, seed=0))
-            rows[m].append({"seconds": sec, "audio_s": c["seconds"]})
+            sec, flt = best(lambda mel=mel, m=m: mi.invert(mel, cfg, method=m, seed=0))
+            rows[m].append({"seconds": sec, "audio_s": c["seconds"], "faults": flt})
     return rows
 
 
@@ -231,15 +238,19 @@ def summarise(runs: list[dict], key: str, methods: list[str]) -> list[str]:
             per[m]["rtf"].append(audio / sec)
             per[m]["sec"].append(sec)
     lines = [
-        "| method | x librosa (mean of runs) | each run | RTF | PESQ-WB | STOI |",
-        "|---|---|---|---|---|---|",
+        "| method | x librosa (mean of runs) | each run | RTF | page faults per call | PESQ-WB | STOI |",
+        "|---|---|---|---|---|---|---|",
     ]
     for m, v in per.items():
         q = [x for r in runs for x in r[key][m] if x.get("pesq_wb") is not None]
         pesq = f"{np.mean([x['pesq_wb'] for x in q]):.3f}" if q else "-"
         stoi = f"{np.mean([x['stoi'] for x in q]):.4f}" if q else "-"
         each = " / ".join(f"{x:.1f}" for x in v["x"])
-        lines.append(f"| {m} | {np.mean(v['x']):.1f} | {each} | {np.mean(v['rtf']):.1f} | {pesq} | {stoi} |")
+        flt = [x["faults"] for r in runs for x in r[key][m] if "faults" in x]
+        flt_s = f"{np.mean(flt):.0f}" if flt else "-"
+        lines.append(
+            f"| {m} | {np.mean(v['x']):.1f} | {each} | {np.mean(v['rtf']):.1f} | {flt_s} | {pesq} | {stoi} |"
+        )
     if "fast" in per and "default" in per:
         ratios = [d / f for d, f in zip(per["default"]["sec"], per["fast"]["sec"])]
         lines.append("")
