@@ -109,6 +109,7 @@ def two_threads():
 
 
 def _load(monkeypatch: pytest.MonkeyPatch, load: float) -> None:
+    monkeypatch.delenv("MELINVERT_LOAD_AWARE_THREADS", raising=False)
     monkeypatch.setattr(dsp.os, "getloadavg", lambda: (load, load, load))
     monkeypatch.setattr(dsp.os, "cpu_count", lambda: 2)
 
@@ -134,6 +135,9 @@ def test_idle_cpu_and_other_devices_keep_their_threads(
         assert torch.get_num_threads() == 2
     _load(monkeypatch, 7.5)
     with dsp.threads_for_load(torch.device("cuda")):
+        assert torch.get_num_threads() == 2
+    monkeypatch.setenv("MELINVERT_LOAD_AWARE_THREADS", "0")  # the opt-out
+    with dsp.threads_for_load(torch.device("cpu")):
         assert torch.get_num_threads() == 2
 
 

@@ -59,11 +59,18 @@ def threads_for_load(device: torch.device) -> Iterator[None]:
     that is descheduled: a ``default`` inversion measured 10-20x slower with two threads than
     with one on a shared 2-core machine. One thread does not wait. On an idle machine, and for
     other devices, nothing changes. Concurrent and nested callers restore the count the first
-    of them found, when the last one leaves.
+    of them found, when the last one leaves. The thread count changes float rounding (parallel
+    sums): set ``MELINVERT_LOAD_AWARE_THREADS=0`` to keep torch's count whatever the load, for
+    outputs that must not depend on other processes.
     """
     with _THREADS_LOCK:
         n = _threads_cut[0] if _threads_cut else torch.get_num_threads()
-        cut = device.type == "cpu" and n > 1 and os.getloadavg()[0] > (os.cpu_count() or 1)
+        cut = (
+            device.type == "cpu"
+            and n > 1
+            and os.environ.get("MELINVERT_LOAD_AWARE_THREADS", "1") != "0"
+            and os.getloadavg()[0] > (os.cpu_count() or 1)
+        )
         if cut:
             _threads_cut.append(n)
             torch.set_num_threads(1)
