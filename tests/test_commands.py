@@ -101,12 +101,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
 
 def test_import_graph_has_no_cycle() -> None:
     graph = _graph()
-    assert {
-        "melinvert.commands",
-        "melinvert.commands.invert",
-        "melinvert.bench",
-        "melinvert.registry",
-    } <= set(graph)
+    assert {"melinvert.commands", "melinvert.commands.invert", "melinvert.bench", "melinvert.registry"} <= set(graph)
     assert _cycles(graph) == []
 
 
