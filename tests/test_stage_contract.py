@@ -92,7 +92,7 @@ def test_progress_counts_every_iteration_of_every_step(method: str) -> None:
 
 def test_n_iter_sets_stage_two_and_params_reach_any_stage() -> None:
     plan = pipeline.parse_method("quality", 7, {"wave_lbfgs": {"iters": 3, "history": 4}})
-    assert plan.spelled == "nnls(iters=36)+pghi+mfgla(iters=7)+wave_lbfgs(iters=3, history=4)"
+    assert plan.spelled == "sharpen+nnls(iters=36)+pghi+mfgla(iters=7)+wave_lbfgs(iters=3, history=4)"
     seen, _ = _events("quality", n_iter=7, params={"wave_lbfgs": {"iters": 3}})
     assert sum(p.stage == "mfgla" for p in seen) == 7
     assert plan.name == "quality"

@@ -14,6 +14,11 @@ command line's ``--version`` and ``--help``) does not pay for torch.
 
 from __future__ import annotations
 
+from . import _startup
+
+if _startup.is_cli():  # Ctrl-C while 'melinvert' loads: one line and 130 (melinvert.commands releases)
+    _startup.guard()
+
 import importlib
 from typing import TYPE_CHECKING, Any
 

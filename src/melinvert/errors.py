@@ -9,10 +9,29 @@ else escaping is a bug in melinvert.
 from __future__ import annotations
 
 import math
+import warnings
 
 
 class MelinvertError(ValueError):
     """Bad input or usage: the message is one line that names the problem."""
+
+
+class MelinvertNotice(UserWarning):
+    """Something the user should know that is not an error (values clamped, audio resampled).
+
+    Library calls issue it through :mod:`warnings` (:func:`notify`); the command line prints
+    each as one ``melinvert: note: ...`` line.
+    """
+
+
+def notify(message: str) -> None:
+    """Issue a :class:`MelinvertNotice` (one line), attributed to the caller outside melinvert."""
+    import sys
+
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("melinvert"):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(message, MelinvertNotice, stacklevel=level)
 
 
 def check(condition: bool, message: str) -> None:

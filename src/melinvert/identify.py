@@ -25,6 +25,7 @@ lists that group.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -534,6 +535,58 @@ def identify_mel(
     )
 
 
+#: Values of a stored mel that :func:`identify_sampled` analyses at most (beyond that, frames
+#: evenly spaced through the file): inspecting a long or decompressed mel costs bounded memory.
+SAMPLE_VALUES = 1 << 22
+
+
+def _frame_sample(a: np.ndarray, limit: int) -> np.ndarray:
+    """At most about ``limit`` values of ``a`` (batch items kept first, then frames thinned
+    evenly along the longer of the last two axes)."""
+    if a.ndim == 3 and a.size > limit:
+        a = a[: max(1, limit // max(a.shape[1] * a.shape[2], 1))]
+    if a.ndim < 2 or a.size <= limit:
+        return a
+    axis = a.ndim - 1 if a.shape[-1] >= a.shape[-2] else a.ndim - 2
+    n = a.shape[axis]
+    k = max(limit // max(a.size // n, 1), 2)
+    return np.take(a, np.unique(np.linspace(0, n - 1, k).round().astype(np.int64)), axis=axis)
+
+
+def identify_sampled(
+    arr: np.ndarray,
+    *,
+    layout: str = "auto",
+    n_mels: int | None = None,
+    recorded: MelConfig | None = None,
+    limit: int = SAMPLE_VALUES,
+) -> MelIdentity:
+    """:func:`identify_mel` on at most about ``limit`` values of ``arr`` (evenly spaced frames),
+    reporting the whole array's frames, batch and value range.
+
+    Parameters
+    ----------
+    arr : np.ndarray [shape=(n_mels, frames), (frames, n_mels), optionally with batch axes]
+        Values as stored, finite.
+    """
+    a = np.asarray(arr)
+    while a.ndim > 2 and a.shape[0] == 1:
+        a = a[0]
+    sample = _frame_sample(a, limit)
+    info = identify_mel(sample, layout=layout, n_mels=n_mels, recorded=recorded)
+    if sample.size == a.size:
+        return info
+    frames = a.shape[-1] if info.layout == "mels-first" else a.shape[-2]
+    return dataclasses.replace(
+        info,
+        frames=int(frames),
+        batch=int(a.shape[0]) if a.ndim == 3 else None,
+        minimum=float(a.min()),
+        maximum=float(a.max()),
+        notes=(*info.notes, f"values analysed on {sample.size} of {a.size} (frames evenly spaced)"),
+    )
+
+
 def identify_file(path: str | os.PathLike, *, layout: str = "auto") -> MelIdentity | AudioInfo:
     """Describe a mel file (:func:`identify_mel`) or an audio file (:func:`inspect_audio`).
 
@@ -549,7 +602,7 @@ def identify_file(path: str | os.PathLike, *, layout: str = "auto") -> MelIdenti
         return inspect_audio(path)
     if ext in MEL_EXTENSIONS:
         arr, recorded = read_mel_file(path)
-        return identify_mel(arr, layout=layout, recorded=recorded)
+        return identify_sampled(arr, layout=layout, recorded=recorded)
     raise MelinvertError(
         f"{os.fspath(path)!r}: cannot inspect {ext or '(no extension)'!r} files; "
         f"expected {', '.join(MEL_EXTENSIONS + AUDIO_EXTENSIONS)}"

@@ -25,7 +25,7 @@ import os
 import re
 import struct
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -433,13 +433,7 @@ def find_inputs(
         p = Path(item)
         check(p.exists(), f"input {str(p)!r} does not exist")
         if p.is_dir():
-            files = sorted(
-                f
-                for f in p.rglob("*")
-                if f.suffix.lower() in extensions
-                and f.is_file()
-                and not any(part.startswith(".") for part in f.relative_to(p).parts)
-            )
+            files = sorted(_walk_files(p, extensions))
             check(bool(files), f"no {', '.join(extensions)} files found in folder {str(p)!r}")
             found.extend((f, f.relative_to(p)) for f in files)
         else:
@@ -456,6 +450,24 @@ def find_inputs(
             seen.add(key)
             unique.append((f, rel))
     return unique
+
+
+def _walk_files(folder: Path, extensions: Sequence[str]) -> Iterator[Path]:
+    """Files under ``folder`` ending in one of ``extensions`` (hidden files and folders skipped);
+    a folder that cannot be listed is an error, never silently left out."""
+
+    def unreadable(e: OSError) -> None:
+        raise MelinvertError(
+            f"cannot read folder {e.filename!r}: {e.strerror or _one_line(e)}; fix its permissions "
+            "or leave it out of the inputs"
+        )
+
+    for root, dirs, names in os.walk(folder, onerror=unreadable):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in names:
+            f = Path(root) / name
+            if not name.startswith(".") and f.suffix.lower() in extensions and f.is_file():
+                yield f
 
 
 def plan_outputs(
@@ -640,6 +652,117 @@ def load_audio(path: PathLike, sample_rate: int | None = None) -> tuple[np.ndarr
         sr = sample_rate
         check(y.shape[0] > 0, f"{os.fspath(path)!r} has no samples left after resampling")
     return np.ascontiguousarray(y, dtype=np.float32), sr, notices
+
+
+class AudioBlocks:
+    """An audio file read block by block: mono float32 at a rate, as :func:`load_audio` gives
+    it whole (the same samples, bit for bit), in bounded memory.
+
+    The file is checked when the object is made (missing, empty, truncated, unreadable);
+    iterating it yields ``(samples,)`` float32 blocks (NaN or Inf in a block is an error) and
+    may be done once.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        A ``.wav``, ``.flac`` or ``.ogg`` file.
+    sample_rate : int, optional
+        Rate to yield (Hz), resampled with soxr (``VHQ``, streamed) when the file's differs.
+    block_samples : int
+        Samples of the file read at a time.
+
+    Attributes
+    ----------
+    sample_rate : int
+        Hz of the blocks.
+    notices : list of str
+        One line for each change made (channels mixed down, resampling), as :func:`load_audio`.
+    samples : int
+        Samples yielded so far (all of them once iterated).
+    """
+
+    def __init__(self, path: PathLike, sample_rate: int | None = None, block_samples: int = 1 << 18) -> None:
+        import soundfile as sf
+
+        if sample_rate is not None:
+            check(
+                isinstance(sample_rate, int) and not isinstance(sample_rate, bool) and sample_rate >= 1,
+                f"{sample_rate=} must be an integer >= 1 (Hz)",
+            )
+        check(isinstance(block_samples, int) and block_samples >= 1, f"{block_samples=} must be >= 1")
+        p = _existing_file(path, "audio file")
+        ext = p.suffix.lower()
+        check(
+            ext in AUDIO_EXTENSIONS,
+            f"{str(p)!r}: unsupported audio format {ext or '(no extension)'!r}; "
+            f"melinvert reads {', '.join(AUDIO_EXTENSIONS)}",
+        )
+        if ext == ".wav":
+            _check_wav_complete(p)
+        try:
+            info = sf.info(str(p))
+        except Exception as e:
+            raise self._unreadable(p, e) from None
+        self.path, self.block_samples = p, block_samples
+        self.source_rate, self.channels = int(info.samplerate), int(info.channels)
+        self.sample_rate = sample_rate if sample_rate is not None else self.source_rate
+        self.notices: list[str] = []
+        if self.channels > 1:
+            self.notices.append(f"{os.fspath(path)}: mixed {self.channels} channels down to mono")
+        if self.sample_rate != self.source_rate:
+            self.notices.append(
+                f"{os.fspath(path)}: resampled {self.source_rate} Hz -> {self.sample_rate} Hz"
+            )
+        self.samples = 0
+        self._started = False
+
+    @staticmethod
+    def _unreadable(p: Path, e: BaseException) -> MelinvertError:
+        msg = re.sub(r"^Error opening .*?: ", "", _one_line(e))
+        return MelinvertError(f"{str(p)!r} is not a readable {p.suffix.lower()} audio file ({msg})")
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        check(not self._started, f"{str(self.path)!r}: these audio blocks were read already")
+        self._started = True
+        return self._blocks()
+
+    def _blocks(self) -> Iterator[np.ndarray]:
+        import soundfile as sf
+        import soxr
+
+        resampler = None
+        if self.sample_rate != self.source_rate:
+            resampler = soxr.ResampleStream(
+                self.source_rate, self.sample_rate, 1, dtype="float32", quality="VHQ"
+            )
+        read = 0
+        try:
+            with sf.SoundFile(str(self.path)) as f:
+                while True:
+                    data = f.read(self.block_samples, dtype="float32", always_2d=True)
+                    last = data.shape[0] < self.block_samples
+                    read += data.shape[0]
+                    check(bool(np.isfinite(data).all()), f"{str(self.path)!r} contains NaN or Inf samples")
+                    y = self._mono(data)
+                    if resampler is not None:
+                        y = resampler.resample_chunk(y, last=last).astype(np.float32, copy=False)
+                    if y.size:
+                        self.samples += y.shape[0]
+                        yield np.ascontiguousarray(y)
+                    if last:
+                        break
+        except MelinvertError:
+            raise
+        except Exception as e:
+            raise self._unreadable(self.path, e) from None
+        check(read > 0, f"{str(self.path)!r} holds no audio samples")
+        check(self.samples > 0, f"{os.fspath(self.path)!r} has no samples left after resampling")
+
+    def _mono(self, data: np.ndarray) -> np.ndarray:
+        """``(samples, channels)`` -> ``(samples,)`` float32, mixed as :func:`load_audio` mixes."""
+        if data.shape[1] == 1:
+            return data[:, 0]
+        return np.ascontiguousarray(data.T).mean(axis=0, dtype=np.float64).astype(np.float32)
 
 
 def _check_audio_target(p: Path, subtype: str, sample_rate: Any) -> str:
@@ -981,9 +1104,17 @@ def _parse_recorded(text: Any, where: str) -> MelConfig:
 
 def _read_pt(p: Path) -> tuple[Any, MelConfig | None]:
     import pickle
+    import zipfile
 
     import torch
 
+    if zipfile.is_zipfile(p):  # what the tensors cost once loaded, before loading them
+        try:
+            with zipfile.ZipFile(p) as zf:
+                total = sum(i.file_size for i in zf.infolist())
+        except (OSError, zipfile.BadZipFile) as e:
+            raise MelinvertError(f"{str(p)!r} is not a readable .pt file ({_one_line(e)})") from None
+        _check_cost(p, total, "tensors")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols; errors follow anyway
             warnings.simplefilter("ignore")
@@ -1017,20 +1148,118 @@ def _read_pt(p: Path) -> tuple[Any, MelConfig | None]:
     return obj, None
 
 
+#: Default of the largest array a mel or statistics file may hold once loaded (MiB).
+DEFAULT_MAX_ARRAY_MB = 2048
+#: The environment variable that changes it (a number of MiB), e.g. ``MELINVERT_MAX_ARRAY_MB=8192``.
+MAX_ARRAY_ENV = "MELINVERT_MAX_ARRAY_MB"
+_READ_CHUNK = 1 << 24  # bytes read at a time from a .npy file
+
+#: The first bytes of formats a mel file is often confused with, and what they are.
+_SIGNATURES = (
+    (b"\x93NUMPY", "a NumPy .npy array"),
+    (b"PK\x03\x04", "a zip archive (.npz or .pt)"),
+    (b"PK\x05\x06", "an empty zip archive"),
+    (b"RIFF", "a WAV audio file"),
+    (b"RF64", "a WAV audio file"),
+    (b"fLaC", "a FLAC audio file"),
+    (b"OggS", "an Ogg audio file"),
+    (b"\x89HDF", "an HDF5 file"),
+    (b"\x80", "a Python pickle"),
+)
+
+
+def max_array_bytes() -> int:
+    """The most bytes one array read from a mel or statistics file may take once loaded
+    (decompressed): :data:`DEFAULT_MAX_ARRAY_MB` MiB, or ``$MELINVERT_MAX_ARRAY_MB``."""
+    text = os.environ.get(MAX_ARRAY_ENV)
+    if text is None or not text.strip():
+        return DEFAULT_MAX_ARRAY_MB << 20
+    try:
+        mb = float(text)
+    except ValueError:
+        mb = float("nan")
+    check(mb > 0 and mb < float("inf"), f"{MAX_ARRAY_ENV}={text!r} must be a number of MiB > 0")
+    return int(mb * (1 << 20))
+
+
+def _check_cost(p: Path, nbytes: int, what: str) -> None:
+    """Refuse what would take more than :func:`max_array_bytes` once loaded, before loading it."""
+    limit = max_array_bytes()
+    check(
+        nbytes <= limit,
+        f"{str(p)!r} holds {what} of {nbytes / 2**20:.0f} MiB once loaded, above the limit of "
+        f"{limit / 2**20:.0f} MiB; set {MAX_ARRAY_ENV} to a larger number of MiB to read it",
+    )
+
+
+def _sniff(p: Path) -> str:
+    """What a file looks like from its first bytes, in words."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise MelinvertError(f"cannot read {str(p)!r}: {e.strerror or _one_line(e)}") from None
+    for magic, what in _SIGNATURES:
+        if head.startswith(magic):
+            return what
+    return "text" if head and all(32 <= c < 127 or c in b"\t\r\n" for c in head) else "unknown data"
+
+
+def _require_format(p: Path, ext: str, expected: tuple[str, ...]) -> None:
+    """Refuse a file whose first bytes are not those of ``ext`` (a pickle or a WAV renamed)."""
+    what = _sniff(p)
+    if what in expected:
+        return
+    never = "; melinvert never unpickles" if what == "a Python pickle" else ""
+    raise MelinvertError(
+        f"{str(p)!r} is not a {ext} file: its content looks like {what}{never}; save the mel "
+        f"with {'numpy.save' if ext == '.npy' else 'numpy.savez'} (or 'melinvert mel')"
+    )
+
+
 def _numpy_problem(p: Path, e: Exception, ext: str) -> str:
     text = str(e).lower()
-    if "object arrays" in text:
+    if "object" in text or "pickle" in text:
         return f"{str(p)!r} holds Python objects (an object array); melinvert never unpickles"
-    if "pickled data" in text:
-        return f"{str(p)!r} is not a readable {ext} file (no NumPy header; pickled data is never loaded)"
     return f"{str(p)!r} is not a readable {ext} file ({_one_line(e)})"
 
 
-def _read_npz(p: Path) -> tuple[Any, MelConfig | None]:
+def _npy_header(f: IO[bytes], p: Path, ext: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """The shape, Fortran order and dtype of the .npy array ``f`` is positioned at (checked
+    for objects and for :func:`max_array_bytes`); ``f`` is left at the data."""
+    fmt = np.lib.format
     try:
-        with np.load(p, allow_pickle=False) as z:
+        version = fmt.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(f)
+        else:
+            shape, fortran, dtype = fmt._read_array_header(f, version)  # 3.0: the 2.0 layout, utf-8
+    except Exception as e:
+        raise MelinvertError(_numpy_problem(p, e, ext)) from None
+    check(
+        not dtype.hasobject,
+        f"{str(p)!r} holds Python objects (an object array); melinvert never unpickles",
+    )
+    nbytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    _check_cost(p, nbytes, f"a {tuple(shape)} {dtype} array")
+    return tuple(shape), bool(fortran), dtype
+
+
+def _read_npz(p: Path) -> tuple[Any, MelConfig | None]:
+    import zipfile
+
+    _require_format(p, ".npz", ("a zip archive (.npz or .pt)", "an empty zip archive"))
+    try:
+        with zipfile.ZipFile(p) as zf, np.load(p, allow_pickle=False) as z:
             names = list(z.files)
-            recorded = _parse_recorded(z[CONFIG_KEY], str(p)) if CONFIG_KEY in names else None
+            sizes = {i.filename.removesuffix(".npy"): i.file_size for i in zf.infolist()}
+            if CONFIG_KEY in names:
+                check(sizes.get(CONFIG_KEY, 0) <= 1 << 20, f"{str(p)!r}: {CONFIG_KEY} is over 1 MiB")
+                recorded = _parse_recorded(z[CONFIG_KEY], str(p))
+            else:
+                recorded = None
             # Load only the chosen entry: pick by name first, reading arrays lazily.
             candidates = [n for n in names if n != CONFIG_KEY]
             check(bool(candidates), f"{str(p)!r} holds no array (keys: {', '.join(names) or 'none'})")
@@ -1041,9 +1270,13 @@ def _read_npz(p: Path) -> tuple[Any, MelConfig | None]:
                 key = next((lower[k] for k in MEL_KEYS if k in lower), None)
                 if key is None:
                     raise MelinvertError(
-                        f"{str(p)!r} holds several arrays ({', '.join(names)}) and none is obviously "
-                        f"the mel; expected a key such as {', '.join(MEL_KEYS[:4])}"
+                        f"{str(p)!r} holds several arrays ({', '.join(names)}) and none is obviously the "
+                        f"mel; expected a key such as {', '.join(MEL_KEYS[:4])}"
                     )
+            # what the entry costs once decompressed: the zip's declared size, then the array header
+            _check_cost(p, sizes.get(key, 0), f"an entry {key!r}")
+            with zf.open(key + ".npy" if key + ".npy" in zf.namelist() else key) as member:
+                _npy_header(member, p, ".npz")
             return z[key], recorded
     except MelinvertError:
         raise
@@ -1053,17 +1286,32 @@ def _read_npz(p: Path) -> tuple[Any, MelConfig | None]:
         raise MelinvertError(f"{str(p)!r} is not a readable .npz file ({_one_line(e)})") from None
 
 
-def _read_npy(p: Path) -> tuple[Any, MelConfig | None]:
+def _read_npy_array(p: Path) -> np.ndarray:
+    """Read a .npy array into memory, a chunk at a time (no memory map: a file truncated or
+    replaced while it is read gives an error, never SIGBUS)."""
+    _require_format(p, ".npy", ("a NumPy .npy array",))
     try:
-        try:  # memory-mapped: a long mel is paged in block by block, not copied whole
-            arr = np.load(p, allow_pickle=False, mmap_mode="r")
-        except (ValueError, OSError):
-            arr = np.load(p, allow_pickle=False)
-    except ValueError as e:
-        raise MelinvertError(_numpy_problem(p, e, ".npy")) from None
-    except Exception as e:
-        raise MelinvertError(f"{str(p)!r} is not a readable .npy file ({_one_line(e)})") from None
-    check(isinstance(arr, np.ndarray), f"{str(p)!r} is not a .npy array file")
+        with open(p, "rb") as f:
+            shape, fortran, dtype = _npy_header(f, p, ".npy")
+            count = int(np.prod(shape, dtype=np.int64))
+            data = np.empty(count, dtype=dtype)
+            view = memoryview(data.view(np.uint8).reshape(-1))
+            done = 0
+            while done < len(view):
+                n = f.readinto(view[done : done + _READ_CHUNK])
+                check(
+                    bool(n),
+                    f"{str(p)!r} is truncated: its header declares {len(view)} bytes of data but only "
+                    f"{done} could be read (was it cut short, or changed while being read?)",
+                )
+                done += n
+    except OSError as e:
+        raise MelinvertError(f"cannot read {str(p)!r}: {e.strerror or _one_line(e)}") from None
+    return data.reshape(shape, order="F" if fortran else "C")
+
+
+def _read_npy(p: Path) -> tuple[Any, MelConfig | None]:
+    arr = _read_npy_array(p)
     sidecar = sidecar_path(p)
     recorded = None
     if sidecar.is_file():
@@ -1107,7 +1355,9 @@ def read_mel_file(path: PathLike) -> tuple[np.ndarray, MelConfig | None]:
     raw, recorded = reader(p)
     arr = _to_array(raw, repr(str(p)))
     check(arr.size > 0, f"{str(p)!r} holds an empty array (shape {arr.shape})")
-    bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+    flat = arr.reshape(-1, order="A")  # a view: count in chunks, no full-size temporary
+    chunks = (flat[i : i + (1 << 22)] for i in range(0, flat.size, 1 << 22))
+    bad = sum(int(c.size - np.count_nonzero(np.isfinite(c))) for c in chunks)
     check(bad == 0, f"{str(p)!r} contains NaN or Inf ({bad} of {arr.size} values)")
     return arr, recorded
 
@@ -1220,7 +1470,7 @@ def load_mel(
     config : MelConfig or str, optional
         The config the mel is expected to have. It decides the layout (its ``n_mels``), must
         equal the config the file records (if any), and the values must fit its compression
-        (:meth:`~melinvert.config.Compression.range_problem`).
+        (:meth:`~melinvert.config.Compression.check_range`; values a little below the floor pass).
     layout : {"auto", "mels-first", "time-first"}
         How the file stores the axes; ``auto`` decides from ``n_mels`` or the sizes.
 
@@ -1249,7 +1499,9 @@ def load_mel(
     if use is not None:
         from .dsp import from_numpy_readonly
 
-        problem = use.compression.range_problem(from_numpy_readonly(np.ascontiguousarray(mel)))
+        # values a little below the floor (predicted mels) are clamped, with a notice, by the
+        # inversion; only what cannot be a mel of this compression is refused here
+        problem = use.compression.check_range(from_numpy_readonly(np.ascontiguousarray(mel))).error
         check(problem is None, f"{src}: {problem}")
     return mel, recorded
 

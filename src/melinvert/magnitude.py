@@ -165,7 +165,7 @@ def _stage(fn: Callable[..., torch.Tensor]) -> Callable[..., State]:
         kw = dict(params, callback=ctx.progress)
         if iters is not None:
             kw["n_iter"] = iters
-        return state.replace(mag=ctx.stage_magnitude(fn(ctx.target, ctx.config, **kw)))
+        return state.replace(mag=ctx.stage_magnitude(fn(state.mel, ctx.config, **kw)))
 
     run.__name__ = run.__qualname__ = f"{fn.__name__}_stage"
     run.__doc__ = f"Stage-1 wrapper of :func:`{fn.__name__}`."

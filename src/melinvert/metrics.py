@@ -13,15 +13,28 @@ beside PESQ, and it never shifts the estimate to hide a lag.
 PESQ (``pesq``) and STOI (``pystoi``) are optional extras (``pip install melinvert[metrics]``);
 :func:`extras_available` says which are importable, and :func:`pesq_wb` / :func:`stoi` return
 ``None`` when theirs is not.
+
+What a listener would say, without a reference: :func:`mos` runs two no-reference MOS
+predictors on an output, DNSMOS P.835 and P.808 (``speechmos`` with ``onnxruntime``, its ONNX
+models inside its wheel) and DistillMOS (``distillmos``, its weights inside its wheel), with
+``pip install melinvert[mos]`` and ``pip install --no-deps distillmos xls-r-sqa``;
+:func:`mos_status` says which can run and why not. Both load packaged files only (nothing
+reaches the network) once per process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
+import importlib.util
 import math
 import operator
+import os
+import sys
+import types
 import warnings
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -40,6 +53,8 @@ __all__ = [
     "level",
     "log_mel_l1",
     "lsd",
+    "mos",
+    "mos_status",
     "pesq_wb",
     "score",
     "snr_db",
@@ -64,6 +79,21 @@ SCORE_KEYS = (
     "lag_samples",
     "duration_s",
 )
+
+#: Keys :func:`mos` returns (and :func:`score` adds with ``mos=True``), in order.
+MOS_KEYS = ("distillmos", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808")
+
+#: The MOS models, each with the keys of :data:`MOS_KEYS` it fills.
+MOS_MODELS = {
+    "distillmos": ("distillmos",),
+    "dnsmos": ("dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808"),
+}
+
+#: How to install the MOS models (distillmos's declared requirements would replace torch).
+MOS_INSTALL_HINT = 'pip install "melinvert[mos]" && pip install --no-deps distillmos xls-r-sqa'
+
+#: Shortest audio :func:`mos` scores, in seconds.
+MOS_MIN_SECONDS = 0.25
 
 
 class UnscorableError(MelinvertError):
@@ -573,6 +603,164 @@ def stoi(
     return _per_item(one, ref, est)
 
 
+# ---------------------------------------------------------------------- no-reference MOS
+
+
+class _TorchaudioStandIn(types.ModuleType):
+    """Stands in for a missing ``torchaudio`` while ``distillmos`` is imported (see below)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise ImportError(
+            f"torchaudio.{name}: torchaudio is not installed; melinvert gives DistillMOS audio "
+            "itself and never needs it"
+        )
+
+
+@contextlib.contextmanager
+def _without_torchaudio() -> Iterator[None]:
+    """Let ``distillmos.sqa`` import where torchaudio is not installed.
+
+    ``distillmos.sqa`` imports torchaudio at its top for one thing only, reading files in its
+    command-line helper; the model class needs torch alone, and melinvert hands it tensors.
+    Installing torchaudio would replace the CPU torch with another build, so while the module
+    is imported (and only then) ``sys.modules`` holds a stand-in whose attributes raise
+    ImportError; afterwards ``import torchaudio`` fails as before. A real torchaudio, when
+    installed, is used as is.
+    """
+    if "torchaudio" in sys.modules or importlib.util.find_spec("torchaudio") is not None:
+        yield
+        return
+    stand_in = _TorchaudioStandIn("torchaudio")
+    sys.modules["torchaudio"] = stand_in
+    try:
+        yield
+    finally:
+        if sys.modules.get("torchaudio") is stand_in:
+            del sys.modules["torchaudio"]
+
+
+@functools.lru_cache(maxsize=1)
+def _distillmos_model() -> torch.nn.Module:
+    """DistillMOS (variant 7) with the weights inside the ``distillmos`` wheel, once per process."""
+    with _without_torchaudio():
+        sqa = importlib.import_module("distillmos.sqa")
+    model = sqa.ConvTransformerSQAModel(load_weights=False)
+    state = torch.load(sqa.DEFAULT_WEIGHTS_CHKPT, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    return model.eval()
+
+
+@functools.lru_cache(maxsize=1)
+def _dnsmos_model() -> Any:
+    """DNSMOS P.835 (``sig_bak_ovr.onnx``) and P.808 (``model_v8.onnx``) from ``speechmos``'s wheel."""
+    dnsmos = importlib.import_module("speechmos.dnsmos")
+    folder = os.path.join(os.path.dirname(os.path.abspath(dnsmos.__file__)), "dnsmos_models")
+    paths = [os.path.join(folder, name) for name in ("sig_bak_ovr.onnx", "model_v8.onnx")]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise ImportError(f"speechmos is installed without its models ({', '.join(missing)})")
+    return dnsmos.DNSMOS(*paths)
+
+
+def _distillmos_one(model: torch.nn.Module, x16: np.ndarray) -> tuple[float, ...]:
+    with torch.inference_mode():
+        return (float(model(torch.from_numpy(x16.astype(np.float32))[None]).reshape(())),)
+
+
+def _dnsmos_one(model: Any, x16: np.ndarray) -> tuple[float, ...]:
+    # DNSMOS refuses samples outside [-1, 1]: clip, as writing 16-bit PCM would
+    r = model(np.clip(x16, -1.0, 1.0).astype(np.float32), METRIC_RATE, False)
+    return tuple(float(r[k]) for k in ("ovrl_mos", "sig_mos", "bak_mos", "p808_mos"))
+
+
+_MOS_RUNNERS = {"distillmos": (_distillmos_model, _distillmos_one), "dnsmos": (_dnsmos_model, _dnsmos_one)}
+
+
+def mos_status() -> dict[str, str | None]:
+    """Which MOS models :func:`mos` can run: ``{"distillmos": ..., "dnsmos": ...}``.
+
+    Returns
+    -------
+    dict
+        ``None`` for a model that loads (it is then loaded and cached), else one line saying
+        why not, starting ``"not installed"`` and ending with the install command
+        (:data:`MOS_INSTALL_HINT`).
+    """
+    out: dict[str, str | None] = {}
+    for name, (load, _) in _MOS_RUNNERS.items():
+        try:
+            load()
+            out[name] = None
+        except ImportError as e:
+            out[name] = f"not installed ({e}); install with: {MOS_INSTALL_HINT}"
+    return out
+
+
+def mos(
+    audio: Any, sample_rate: int, *, models: tuple[str, ...] | list[str] | None = None
+) -> dict[str, float | np.ndarray | None]:
+    """No-reference MOS predictions (1 to 5, higher is better) of speech.
+
+    DistillMOS (Stahl & Gamper 2025, a model distilled from XLS-R speech quality assessment,
+    trained on listening tests) and DNSMOS (Reddy et al. 2022: P.835 signal ``sig``,
+    background ``bak`` and overall ``ovrl`` quality, and P.808 overall quality). Each item is
+    resampled to 16 kHz (``soxr``, ``"VHQ"``). DistillMOS scales each item to peak 1 (it is
+    blind to the level); DNSMOS sees the level, and samples beyond +-1 are clipped first. A
+    clip shorter than the models' windows is padded (DistillMOS, 7.68 s, with zeros) or
+    repeated (DNSMOS, 9.01 s), as their authors do; longer clips are averaged over windows.
+
+    Parameters
+    ----------
+    audio : np.ndarray or torch.Tensor [shape=(..., samples)]
+        Speech at ``sample_rate``, at least :data:`MOS_MIN_SECONDS` long.
+    sample_rate : int
+        Hz.
+    models : sequence of {"distillmos", "dnsmos"}, optional
+        Which models to run (default: both).
+
+    Returns
+    -------
+    dict
+        The keys of :data:`MOS_KEYS`: a float for 1-D audio, a float64 array of the leading
+        shape for a batch; ``None`` for a model not asked for or not installed (see
+        :func:`mos_status`).
+
+    Raises
+    ------
+    UnscorableError
+        On audio shorter than :data:`MOS_MIN_SECONDS` (a :class:`MelinvertError`).
+    MelinvertError
+        On audio that is not float, NaN/Inf, or an unknown model name.
+    """
+    sr = _rate(sample_rate)
+    x = _audio(audio, "audio")
+    chosen = tuple(MOS_MODELS) if models is None else tuple(models)
+    unknown = [m for m in chosen if m not in MOS_MODELS]
+    check(
+        not unknown,
+        f"unknown MOS model(s) {', '.join(map(str, unknown))}; choose from {', '.join(MOS_MODELS)}",
+    )
+    if x.shape[-1] < MOS_MIN_SECONDS * sr:
+        raise UnscorableError(
+            f"MOS needs at least {MOS_MIN_SECONDS} s of audio; got {x.shape[-1] / sr:.3g} s ({x.shape[-1]} samples)"
+        )
+    result: dict[str, float | np.ndarray | None] = dict.fromkeys(MOS_KEYS)
+    items = [_to_metric_rate(x[idx], sr) for idx in np.ndindex(*x.shape[:-1])]
+    for name in chosen:
+        load, run = _MOS_RUNNERS[name]
+        try:
+            model = load()
+        except ImportError:
+            continue
+        values = np.array([run(model, item) for item in items], dtype=np.float64)
+        for j, key in enumerate(MOS_MODELS[name]):
+            result[key] = _out(values[:, j].reshape(x.shape[:-1]))
+    return result
+
+
+_mos = mos  # score()'s parameter of the same name hides the function there
+
+
 # ---------------------------------------------------------------------- all at once
 
 
@@ -583,6 +771,7 @@ def score(
     *,
     config: MelConfig | None = None,
     extras: bool = True,
+    mos: bool = False,
 ) -> dict[str, float | None]:
     """Every measure of one estimate against its reference.
 
@@ -604,6 +793,10 @@ def score(
         computed the same way.
     extras : bool
         Compute PESQ and STOI (slow-ish, optional packages). ``False`` leaves them ``None``.
+    mos : bool
+        Also the no-reference MOS predictions of the (trimmed) estimate, the keys of
+        :data:`MOS_KEYS` (:func:`mos`; ``None`` for a model not installed, see
+        :func:`mos_status`). Off by default: they take about 0.1 s per second of audio.
 
     Returns
     -------
@@ -655,4 +848,9 @@ def score(
             except UnscorableError:
                 value = None
             result[key] = None if value is None else float(value)
+    if mos:
+        try:
+            result.update(_mos(est, sr))
+        except UnscorableError:
+            result.update(dict.fromkeys(MOS_KEYS))
     return result

@@ -277,83 +277,120 @@ def lbfgs(
     f, g = fun(x)
     if callback is not None and callback(0, x, f):
         return x
-    s_hist = x.new_zeros(history, b, n)
-    y_hist = x.new_zeros(history, b, n)
-    rho = x.new_zeros(history, b)
-    valid = torch.zeros(history, b, dtype=torch.bool, device=x.device)
+    hist = _History(history, b, n, x)
     fresh = torch.ones(b, dtype=torch.bool, device=x.device)  # no usable curvature yet
     frozen = torch.zeros(b, dtype=torch.bool, device=x.device)  # failed twice in a row: converged
     scale0 = first_step * torch.maximum(x.norm(dim=1), x.new_tensor(1e-3 * math.sqrt(n)))
-    slot = 0
     for it in range(1, n_iter + 1):
-        # two-loop recursion, per item (pairs marked invalid contribute nothing)
-        q = g.clone()
-        alpha = x.new_zeros(history, b)
-        order = [(slot - 1 - j) % history for j in range(history)]
-        for i in order:
-            a = rho[i] * (s_hist[i] * q).sum(1) * valid[i]
-            alpha[i] = a
-            q.sub_(a[:, None] * y_hist[i])
-        newest = order[0]
-        yy = (y_hist[newest] * y_hist[newest]).sum(1)
-        gamma = (s_hist[newest] * y_hist[newest]).sum(1) / yy.clamp_min(torch.finfo(x.dtype).tiny)
-        gnorm = g.norm(dim=1).clamp_min(torch.finfo(x.dtype).tiny)
-        gamma = torch.where(fresh | ~valid[newest], scale0 / gnorm, gamma)
-        r = gamma[:, None] * q
-        for i in reversed(order):
-            beta = rho[i] * (y_hist[i] * r).sum(1) * valid[i]
-            r.add_((alpha[i] - beta)[:, None] * s_hist[i])
-        d = -r
-        slope = (g * d).sum(1)
-        uphill = slope >= 0
-        if bool(uphill.any()):  # lost descent (rounding): fall back to steepest descent
-            d = torch.where(uphill[:, None], -g * (scale0 / gnorm)[:, None], d)
-            slope = (g * d).sum(1)
-        # backtracking line search; items without curvature (fresh) first expand their step
-        # by 4x while the loss keeps falling, since their step length is only a guess
-        t = x.new_ones(b)
-        accepted = torch.zeros(b, dtype=torch.bool, device=x.device)
-        expanding = fresh.clone()
-        active = ~frozen
-        x_new, f_new, g_new = x.clone(), f.clone(), g.clone()
-        for _ in range(max_search):
-            trial = x + t[:, None] * d
-            ft, gt = fun(trial)
-            ok = active & (ft <= f + c1 * t * slope) & torch.isfinite(ft)
-            improve = ok & expanding & (ft < f_new)
-            take = improve | (ok & ~expanding)
-            x_new = torch.where(take[:, None], trial, x_new)
-            f_new = torch.where(take, ft, f_new)
-            g_new = torch.where(take[:, None], gt, g_new)
-            accepted |= take
-            stalled = active & expanding & ~improve  # expansion over: done, or backtrack
-            done = (ok & ~expanding) | (stalled & accepted)
-            expanding &= ~stalled
-            active &= ~done
-            if not bool(active.any()):
-                break
-            t = torch.where(active & expanding, t * 4.0, torch.where(active, t * 0.5, t))
-        # curvature pair, kept only when it is positive (so the inverse Hessian stays positive)
-        s = x_new - x
-        yv = g_new - g
-        sy = (s * yv).sum(1)
-        keep = accepted & (sy > 1e-10 * s.norm(dim=1) * yv.norm(dim=1))
-        s_hist[slot] = torch.where(keep[:, None], s, s_hist[slot])
-        y_hist[slot] = torch.where(keep[:, None], yv, y_hist[slot])
-        rho[slot] = torch.where(keep, 1.0 / sy.clamp_min(torch.finfo(x.dtype).tiny), rho[slot])
-        valid[slot] = keep
+        d, slope = hist.direction(g, fresh, scale0)
+        x_new, f_new, g_new, accepted = _line_search(fun, x, f, g, d, slope, fresh, frozen, c1, max_search)
+        hist.push(x_new - x, g_new - g, accepted)
         failed = ~accepted & ~frozen
         if bool(failed.any()):  # restart the history of items whose search failed
-            valid[:, failed] = False
+            hist.valid[:, failed] = False
         frozen |= failed & fresh  # a steepest-descent step failed too: nothing left to gain
         fresh = failed
-        slot = (slot + 1) % history
         x, f, g = x_new, f_new, g_new
         if callback is not None and callback(it, x, f):
             break
         if bool(frozen.all()):
             break
     return x
+
+
+class _History:
+    """Per-item L-BFGS curvature pairs ``(s, y)`` in a ring of ``size`` slots."""
+
+    def __init__(self, size: int, b: int, n: int, like: torch.Tensor):
+        self.size = size
+        self.s = like.new_zeros(size, b, n)
+        self.y = like.new_zeros(size, b, n)
+        self.rho = like.new_zeros(size, b)
+        self.valid = torch.zeros(size, b, dtype=torch.bool, device=like.device)
+        self.slot = 0
+
+    def direction(
+        self, g: torch.Tensor, fresh: torch.Tensor, scale0: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The two-loop recursion per item (invalid pairs contribute nothing): ``(d, g . d)``;
+        items without curvature, or whose direction lost descent, take scaled steepest descent."""
+        b = g.shape[0]
+        q = g.clone()
+        alpha = g.new_zeros(self.size, b)
+        order = [(self.slot - 1 - j) % self.size for j in range(self.size)]
+        for i in order:
+            a = self.rho[i] * (self.s[i] * q).sum(1) * self.valid[i]
+            alpha[i] = a
+            q.sub_(a[:, None] * self.y[i])
+        newest = order[0]
+        yy = (self.y[newest] * self.y[newest]).sum(1)
+        gamma = (self.s[newest] * self.y[newest]).sum(1) / yy.clamp_min(torch.finfo(g.dtype).tiny)
+        gnorm = g.norm(dim=1).clamp_min(torch.finfo(g.dtype).tiny)
+        gamma = torch.where(fresh | ~self.valid[newest], scale0 / gnorm, gamma)
+        r = gamma[:, None] * q
+        for i in reversed(order):
+            beta = self.rho[i] * (self.y[i] * r).sum(1) * self.valid[i]
+            r.add_((alpha[i] - beta)[:, None] * self.s[i])
+        d = -r
+        slope = (g * d).sum(1)
+        uphill = slope >= 0
+        if bool(uphill.any()):  # lost descent (rounding): fall back to steepest descent
+            d = torch.where(uphill[:, None], -g * (scale0 / gnorm)[:, None], d)
+            slope = (g * d).sum(1)
+        return d, slope
+
+    def push(self, s: torch.Tensor, yv: torch.Tensor, accepted: torch.Tensor) -> None:
+        """Store the pair of this iteration where it is positive (so the inverse Hessian stays
+        positive); the slot advances either way."""
+        slot = self.slot
+        sy = (s * yv).sum(1)
+        keep = accepted & (sy > 1e-10 * s.norm(dim=1) * yv.norm(dim=1))
+        self.s[slot] = torch.where(keep[:, None], s, self.s[slot])
+        self.y[slot] = torch.where(keep[:, None], yv, self.y[slot])
+        self.rho[slot] = torch.where(keep, 1.0 / sy.clamp_min(torch.finfo(s.dtype).tiny), self.rho[slot])
+        self.valid[slot] = keep
+        self.slot = (slot + 1) % self.size
+
+
+def _line_search(
+    fun: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    x: torch.Tensor,
+    f: torch.Tensor,
+    g: torch.Tensor,
+    d: torch.Tensor,
+    slope: torch.Tensor,
+    fresh: torch.Tensor,
+    frozen: torch.Tensor,
+    c1: float,
+    max_search: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Backtracking (Armijo) line search per item; items without curvature (``fresh``) first
+    expand their step by 4x while the loss keeps falling, since their step length is only a
+    guess. Returns ``(x, f, g, accepted)``."""
+    b = x.shape[0]
+    t = x.new_ones(b)
+    accepted = torch.zeros(b, dtype=torch.bool, device=x.device)
+    expanding = fresh.clone()
+    active = ~frozen
+    x_new, f_new, g_new = x.clone(), f.clone(), g.clone()
+    for _ in range(max_search):
+        trial = x + t[:, None] * d
+        ft, gt = fun(trial)
+        ok = active & (ft <= f + c1 * t * slope) & torch.isfinite(ft)
+        improve = ok & expanding & (ft < f_new)
+        take = improve | (ok & ~expanding)
+        x_new = torch.where(take[:, None], trial, x_new)
+        f_new = torch.where(take, ft, f_new)
+        g_new = torch.where(take[:, None], gt, g_new)
+        accepted |= take
+        stalled = active & expanding & ~improve  # expansion over: done, or backtrack
+        done = (ok & ~expanding) | (stalled & accepted)
+        expanding &= ~stalled
+        active &= ~done
+        if not bool(active.any()):
+            break
+        t = torch.where(active & expanding, t * 4.0, torch.where(active, t * 0.5, t))
+    return x_new, f_new, g_new, accepted
 
 
 # ---------------------------------------------------------------------- wave_lbfgs
@@ -488,35 +525,17 @@ def stft_gd(
     )
     check(mel_domain in ("log", "linear"), f"mel_domain={mel_domain!r} must be 'log' or 'linear'")
     held = Boundary(known, config.hop_length)
-    x0 = held.hold(start.detach())
-    best = Reporter(None, 0)
+    x0, best, tiny = held.hold(start.detach()), Reporter(None, 0), torch.finfo(start.dtype).tiny
     obj = MelObjective(mel, config, x0.shape[-1], floor=floor, dtype=x0.dtype, device=x0.device)
-    ops = obj.ops
-    w_c, w_m = float(weights[0]), float(weights[1])
-    tiny = torch.finfo(x0.dtype).tiny
     with torch.enable_grad():
-        v0 = ops.analysis(x0)
-        v_norm = torch.linalg.vector_norm(v0, dim=(1, 2)).clamp_min(tiny)
-        m_norm = torch.linalg.vector_norm(obj.target, dim=(1, 2)).clamp_min(tiny)
-        n_mel = obj.target.shape[1] * obj.target.shape[2]
+        v0 = obj.ops.analysis(x0)
+        loss_of = _StftLoss(obj, held, v0, weights, mel_domain, squared)
         mag0 = v0.abs()
         a = torch.log(mag0 + 1e-6 * mag0.amax(dim=(1, 2), keepdim=True) + tiny).detach().requires_grad_(True)
         phi = torch.angle(v0).detach().requires_grad_(True)
         opt = torch.optim.Adam([a, phi], lr=lr)
         for i in range(n_iter + 1):
-            mag = torch.exp(a)
-            v = torch.polar(mag, phi)
-            x = held.hold(ops.synthesis(v))
-            resid = ops.analysis(x) - v
-            cons = torch.linalg.vector_norm(resid, dim=(1, 2)) / v_norm
-            est = obj.magnitude_mel(obj.op.mel_frames_of(mag, dim=1))
-            if mel_domain == "log":
-                fit = torch.linalg.vector_norm(obj.log_error(est), dim=(1, 2)) / math.sqrt(n_mel)
-            else:
-                fit = torch.linalg.vector_norm(est - obj.target, dim=(1, 2)) / m_norm
-            if squared:
-                cons, fit = cons.square(), fit.square()
-            loss = w_c * cons + w_m * fit
+            x, loss = loss_of(a, phi)
             if _report(best, callback, i, x0 if i == 0 else x, loss) or i == n_iter:  # 0: the start itself
                 break
             for group in opt.param_groups:
@@ -525,6 +544,42 @@ def stft_gd(
             loss.sum().backward()
             opt.step()
     return best.best
+
+
+class _StftLoss:
+    """``stft_gd``'s loss of a free STFT ``exp(a) exp(i phi)``: ``(waveform, loss (B,))``."""
+
+    def __init__(
+        self,
+        obj: MelObjective,
+        held: Boundary,
+        v0: torch.Tensor,
+        weights: tuple[float, float],
+        mel_domain: str,
+        squared: bool,
+    ):
+        tiny = torch.finfo(v0.real.dtype).tiny
+        self.obj, self.held, self.mel_domain, self.squared = obj, held, mel_domain, squared
+        self.w_c, self.w_m = float(weights[0]), float(weights[1])
+        self.v_norm = torch.linalg.vector_norm(v0, dim=(1, 2)).clamp_min(tiny)
+        self.m_norm = torch.linalg.vector_norm(obj.target, dim=(1, 2)).clamp_min(tiny)
+        self.n_mel = obj.target.shape[1] * obj.target.shape[2]
+
+    def __call__(self, a: torch.Tensor, phi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        obj, ops = self.obj, self.obj.ops
+        mag = torch.exp(a)
+        v = torch.polar(mag, phi)
+        x = self.held.hold(ops.synthesis(v))
+        resid = ops.analysis(x) - v
+        cons = torch.linalg.vector_norm(resid, dim=(1, 2)) / self.v_norm
+        est = obj.magnitude_mel(obj.op.mel_frames_of(mag, dim=1))
+        if self.mel_domain == "log":
+            fit = torch.linalg.vector_norm(obj.log_error(est), dim=(1, 2)) / math.sqrt(self.n_mel)
+        else:
+            fit = torch.linalg.vector_norm(est - obj.target, dim=(1, 2)) / self.m_norm
+        if self.squared:
+            cons, fit = cons.square(), fit.square()
+        return x, self.w_c * cons + self.w_m * fit
 
 
 # ---------------------------------------------------------------------- joint (ADMM)
@@ -594,57 +649,70 @@ def joint(
     x0 = held.hold(start.detach())
     best = Reporter(None, 0)
     obj = MelObjective(mel, config, x0.shape[-1], floor=floor, dtype=x0.dtype, device=x0.device)
-    ops = obj.ops
-    if config.drop_last_frame:  # the STFT has one frame more than the mel: leave it free
-        target = torch.cat([obj.target, obj.target.new_zeros(obj.target.shape[0], 1, obj.target.shape[2])], 1)
-        mel_w = torch.ones(target.shape[1], 1, dtype=x0.dtype, device=x0.device)
-        mel_w[-1] = 0.0
-    else:
-        target, mel_w = obj.target, None
-    fb = obj.fb  # (M, F') on the covered bins
-    lo, hi = obj.lo, obj.hi
-    lam_s = float(lam) / float(torch.linalg.matrix_norm(fb.double(), ord=2)) ** 2
-    eye = torch.eye(fb.shape[0], dtype=fb.dtype, device=fb.device)
-    kinv = torch.linalg.inv(rho * eye + lam_s * fb @ fb.T)  # (M, M)
-    ft_m = lam_s * (target @ fb)  # (B, T, F'): lam' F^T M per frame
-    if mel_w is not None:
-        ft_m = ft_m * mel_w
-    tiny = torch.finfo(x0.dtype).tiny
-    z = ops.analysis(x0)
-    u = torch.zeros_like(z)
-    y = power(z).sqrt_()
-    w = y.clone()
-    r_dual = torch.zeros_like(y)
-    if _report(best, callback, 0, x0, _wave_loss_of(obj, z)) or n_iter == 0:
+    admm = _Admm(obj, held, rho, lam, obj.ops.analysis(x0))
+    if _report(best, callback, 0, x0, _wave_loss_of(obj, admm.z)) or n_iter == 0:
         return best.best
-    c = rho / (2.0 * (2.0 + rho))
     for i in range(1, n_iter + 1):
+        x_est = admm.step()
+        if _report(best, callback, i, x_est, _wave_loss_of(obj, admm.z)):
+            break
+    return best.best
+
+
+class _Admm:
+    """The state of :func:`joint`'s ADMM and one pass of its three updates."""
+
+    def __init__(self, obj: MelObjective, held: Boundary, rho: float, lam: float, z: torch.Tensor):
+        self.obj, self.held, self.rho = obj, held, rho
+        dtype, device = z.real.dtype, z.device
+        if obj.config.drop_last_frame:  # the STFT has one frame more than the mel: leave it free
+            t = obj.target
+            target = torch.cat([t, t.new_zeros(t.shape[0], 1, t.shape[2])], 1)
+            mel_w = torch.ones(target.shape[1], 1, dtype=dtype, device=device)
+            mel_w[-1] = 0.0
+        else:
+            target, mel_w = obj.target, None
+        fb = obj.fb  # (M, F') on the covered bins
+        self.lam_s = float(lam) / float(torch.linalg.matrix_norm(fb.double(), ord=2)) ** 2
+        eye = torch.eye(fb.shape[0], dtype=fb.dtype, device=fb.device)
+        self.kinv = torch.linalg.inv(rho * eye + self.lam_s * fb @ fb.T)  # (M, M)
+        self.ft_m = self.lam_s * (target @ fb)  # (B, T, F'): lam' F^T M per frame
+        if mel_w is not None:
+            self.ft_m = self.ft_m * mel_w
+        self.z = z
+        self.u = torch.zeros_like(z)
+        self.w = power(z).sqrt_()
+        self.r_dual = torch.zeros_like(self.w)
+        self.c = rho / (2.0 * (2.0 + rho))
+
+    def step(self) -> torch.Tensor:
+        """One ADMM pass; returns the waveform ``iSTFT(Z)`` (held to the boundary)."""
+        obj, rho, tiny = self.obj, self.rho, torch.finfo(self.w.dtype).tiny
+        lo, hi, fb = obj.lo, obj.hi, obj.fb
         # 1. (X, Y): per bin, closed form
-        a_spec = z - u
+        a_spec = self.z - self.u
         a = power(a_spec).sqrt_()
-        bb = w - r_dual
+        bb = self.w - self.r_dual
         mean = 0.5 * (a + bb)
-        diff = c * (a - bb)
+        diff = self.c * (a - bb)
         r = mean + diff
         y = mean - diff
-        neg = y < 0
-        r = torch.where(neg, rho * a / (1.0 + rho), r)
+        r = torch.where(y < 0, rho * a / (1.0 + rho), r)
         y = y.clamp_min(0.0)
         xs = a_spec * (r / a.clamp_min(tiny))
         # 2. Z: consistency projection; W: mel fit (Woodbury)
-        x_est = held.hold(ops.synthesis(xs + u))
-        z = ops.analysis(x_est)
-        q = rho * (y + r_dual)
-        qb = ft_m + q[..., lo:hi]
-        corr = ((qb @ fb.T) @ kinv) @ fb  # F^T K F q, frames first
+        x_est = self.held.hold(obj.ops.synthesis(xs + self.u))
+        self.z = obj.ops.analysis(x_est)
+        q = rho * (y + self.r_dual)
+        qb = self.ft_m + q[..., lo:hi]
+        corr = ((qb @ fb.T) @ self.kinv) @ fb  # F^T K F q, frames first
         w = q / rho
-        w[..., lo:hi] = (qb - lam_s * corr) / rho
+        w[..., lo:hi] = (qb - self.lam_s * corr) / rho
+        self.w = w
         # 3. duals
-        u = u + xs - z
-        r_dual = r_dual + y - w
-        if _report(best, callback, i, x_est, _wave_loss_of(obj, z)):
-            break
-    return best.best
+        self.u = self.u + xs - self.z
+        self.r_dual = self.r_dual + y - w
+        return x_est
 
 
 # ---------------------------------------------------------------------- stages
@@ -664,7 +732,7 @@ def _refine_stage(optimizer: Callable[..., torch.Tensor]) -> Callable[..., State
 
         held = ctx.boundary.held if ctx.boundary is not None else None
         audio = optimizer(
-            ctx.target, ctx.config, ctx.waveform(state), n_iter=iters, callback=report, known=held, **params
+            state.mel, ctx.config, ctx.waveform(state), n_iter=iters, callback=report, known=held, **params
         )
         return state.replace(audio=audio)
 

@@ -142,21 +142,9 @@ def init_pghi(
     peak = mag.amax(dim=(-2, -1), keepdim=True).clamp_min(torch.finfo(mag.dtype).tiny)
     logs = torch.log(torch.maximum(mag, peak * 10.0 ** (floor_db / 20.0)))
 
-    def deriv(x: torch.Tensor, dim: int) -> torch.Tensor:
-        n = x.shape[dim]
-        if n < 2:
-            return torch.zeros_like(x)
-        d = torch.empty_like(x)
-        mid = (x.narrow(dim, 2, n - 2) - x.narrow(dim, 0, n - 2)) * 0.5 if n > 2 else None
-        if mid is not None:
-            d.narrow(dim, 1, n - 2).copy_(mid)
-        d.narrow(dim, 0, 1).copy_(x.narrow(dim, 1, 1) - x.narrow(dim, 0, 1))
-        d.narrow(dim, n - 1, 1).copy_(x.narrow(dim, n - 1, 1) - x.narrow(dim, n - 2, 1))
-        return d
-
     bins = torch.arange(f, dtype=mag.dtype, device=mag.device)
-    phi_t = 2 * math.pi * a * bins / m_fft + (a * m_fft / lam) * deriv(logs, 2)  # per frame
-    phi_f = -(lam / (a * m_fft)) * deriv(logs, 1)  # per bin
+    phi_t = 2 * math.pi * a * bins / m_fft + (a * m_fft / lam) * _deriv(logs, 2)  # per frame
+    phi_f = -(lam / (a * m_fft)) * _deriv(logs, 1)  # per bin
     # frequency integral within each frame, and each bin's phase relative to its peak's
     psi_f = torch.cumsum(
         torch.cat([torch.zeros_like(phi_f[..., :1]), 0.5 * (phi_f[..., 1:] + phi_f[..., :-1])], 2), 2
@@ -177,9 +165,39 @@ def init_pghi(
     if 0 < n0 < t:  # chains end at frame n0 - 1, whose phase is the anchor's
         val[:, n0] = anchor[:, n0 - 1] + centre + 0.5 * (phi_t[:, n0] + phi_t[:, n0 - 1])
         val[:, :n0] = 0.0
+    _chain_sums(val, ptr)
+    phase = torch.gather(val, 2, owner) + rel
+    # window-centred -> frame-start convention: the window's centre sits at n_fft // 2 of
+    # each frame (also when win_length < n_fft), so X = exp(-2 pi i m (n_fft // 2) / n_fft) Y
+    return _anchored(phase - centre, anchor[:, :n0] if n0 else None)
+
+
+def _deriv(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Central differences along ``dim`` (one-sided at the ends), zero for fewer than 2 points."""
+    n = x.shape[dim]
+    if n < 2:
+        return torch.zeros_like(x)
+    d = torch.empty_like(x)
+    if n > 2:
+        d.narrow(dim, 1, n - 2).copy_((x.narrow(dim, 2, n - 2) - x.narrow(dim, 0, n - 2)) * 0.5)
+    d.narrow(dim, 0, 1).copy_(x.narrow(dim, 1, 1) - x.narrow(dim, 0, 1))
+    d.narrow(dim, n - 1, 1).copy_(x.narrow(dim, n - 1, 1) - x.narrow(dim, n - 2, 1))
+    return d
+
+
+def _chain_sums(val: torch.Tensor, ptr: torch.Tensor) -> None:
+    """Pointer jumping, in place: ``val[:, n, p]`` becomes the sum of the increments along the
+    chain of bins that ends at ``(n, p)`` (``ptr[:, n, p]``: the bin it came from at ``n - 1``).
+
+    After the step of size ``s``, ``(val, ptr)(n, p)`` hold the sum over the last ``2 s`` links
+    and the bin the chain has reached ``2 s`` frames back; ``ceil(log2 T)`` steps. Angles are
+    kept modulo 2 pi, so float32 keeps ~1e-6 rad where raw sums over minutes of frames would
+    keep ~0.1.
+    """
     two_pi = 2 * math.pi
-    val.sub_(torch.round(val / two_pi) * two_pi)  # angles modulo 2 pi: sums stay small, so
-    s = 1  # float32 keeps ~1e-6 rad where raw sums over minutes of frames would keep ~0.1
+    t = val.shape[1]
+    val.sub_(torch.round(val / two_pi) * two_pi)
+    s = 1
     while s < t:
         hop_val = torch.gather(val[:, :-s], 2, ptr[:, s:])
         hop_ptr = torch.gather(ptr[:, :-s], 2, ptr[:, s:])
@@ -188,10 +206,6 @@ def init_pghi(
         tail.sub_(torch.round(tail / two_pi) * two_pi)
         ptr[:, s:] = hop_ptr
         s *= 2
-    phase = torch.gather(val, 2, owner) + rel
-    # window-centred -> frame-start convention: the window's centre sits at n_fft // 2 of
-    # each frame (also when win_length < n_fft), so X = exp(-2 pi i m (n_fft // 2) / n_fft) Y
-    return _anchored(phase - centre, anchor[:, :n0] if n0 else None)
 
 
 def _peak_owner(mag: torch.Tensor) -> torch.Tensor:
@@ -393,7 +407,7 @@ def _iterative_stage(algorithm: Callable[..., torch.Tensor]) -> Callable[..., St
     def run(state: State, ctx: Context, *, iters: int, refit: bool = False, **params: object) -> State:
         if iters == 0:
             return state.replace(audio=ctx.frames.synthesis(torch.polar(state.mag, state.angles)))
-        fit = MelRefit(ctx.target_frames_first, ctx.config) if refit else None
+        fit = MelRefit(ctx.frames_first(state.mel), ctx.config) if refit else None
         audio = algorithm(
             state.mag, ctx.frames, state.angles, n_iter=iters, refit=fit, callback=ctx.progress, **params
         )

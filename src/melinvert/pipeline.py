@@ -19,7 +19,7 @@ import torch
 from . import registry
 from .config import MelConfig, resolve_config
 from .dsp import Boundary, FrameOps, as_tensor, threads_for_load, to_output
-from .errors import MelinvertError, check
+from .errors import MelinvertError, check, notify
 from .magnitude import decode_mel, pinv
 from .operator import mel_operator
 from .phase import init_pghi
@@ -51,7 +51,9 @@ def parse_method(
     return registry.parse(method, n_iter=n_iter, params=params)
 
 
-def _validate_mel(mel: Any, config: MelConfig, device: Any) -> tuple[torch.Tensor, bool, torch.dtype]:
+def _validate_mel(
+    mel: Any, config: MelConfig, device: Any, strict_range: bool = False
+) -> tuple[torch.Tensor, bool, torch.dtype]:
     t, was_numpy, dtype = as_tensor(mel, name="mel", device=device)
     check(t.dim() >= 2, f"mel must be shaped (..., n_mels, frames), got shape {tuple(t.shape)}")
     check(
@@ -59,8 +61,10 @@ def _validate_mel(mel: Any, config: MelConfig, device: Any) -> tuple[torch.Tenso
         f"mel has {t.shape[-2]} mel bins (shape {tuple(t.shape)}) but the config has n_mels={config.n_mels}"
         + ("; is it time-first? transpose it" if t.shape[-1] == config.n_mels else ""),
     )
-    problem = config.compression.range_problem(t)
-    check(problem is None, f"mel does not fit the config: {problem}")
+    report = config.compression.check_range(t, strict=strict_range)
+    t = report.raise_for_error()
+    if report.notice:
+        notify(f"mel: {report.notice}")
     return t, was_numpy, dtype
 
 
@@ -112,7 +116,7 @@ def invert_block(plan: Plan, ctx: Context) -> torch.Tensor:
     Each step's iterations are reported through ``ctx.progress``; a plan that ends before a
     waveform (no stage 2) is synthesised from its magnitude and initial phase.
     """
-    state = State()
+    state = State(mel=ctx.target)
     for step in plan.steps:
         ctx.progress.begin(step.stage.name, int(step.params.get("iters", 0)))
         state = step.stage.fn(state, ctx, **step.params)
@@ -123,8 +127,8 @@ def invert_block(plan: Plan, ctx: Context) -> torch.Tensor:
 def quick_estimate(ctx: Context) -> torch.Tensor:
     """A waveform from what the block's progress has, for an interrupt before any stage made one:
     the magnitude so far (else the clipped pseudo-inverse), its phase (else PGHI), one synthesis."""
-    state = ctx.progress.state
-    mag = state.mag if state.mag is not None else ctx.stage_magnitude(pinv(ctx.target, ctx.config))
+    state = ctx.progress.state if ctx.progress.state.mel is not None else State(mel=ctx.target)
+    mag = state.mag if state.mag is not None else ctx.stage_magnitude(pinv(state.mel, ctx.config))
     angles = state.angles
     if angles is None:
         angles = init_pghi(mag, ctx.config, anchor=ctx.frames.known_angles())
@@ -256,6 +260,7 @@ def _prepare(
     device: Any,
     model: Any,
     params: Mapping[str, Mapping[str, Any]] | None,
+    strict_range: bool = False,
 ) -> tuple[torch.Tensor, bool, torch.dtype, MelConfig, Plan, dict[str, Any], tuple[int, ...]]:
     config = resolve_config(config)
     plan = parse_method(method, n_iter, params)
@@ -264,7 +269,7 @@ def _prepare(
         from .neural.stages import resolve
 
         models = resolve(plan.models, model, config, plan.name)
-    t, was_numpy, dtype = _validate_mel(mel, config, device)
+    t, was_numpy, dtype = _validate_mel(mel, config, device, strict_range)
     lead = tuple(t.shape[:-2])
     return t.reshape(-1, *t.shape[-2:]), was_numpy, dtype, config, plan, models, lead
 
@@ -283,6 +288,7 @@ def invert_blocks(
     block_frames: int = 2048,
     overlap_frames: int = 24,
     model: Any = None,
+    strict_range: bool = False,
 ) -> BlockStream:
     """Invert block by block: a :class:`BlockStream` of torch chunks ``(B, samples)``.
 
@@ -291,7 +297,7 @@ def invert_blocks(
     seamless and memory does not grow with the input's length. Arguments as :func:`invert`.
     """
     mel_t, was_numpy, dtype, config, plan, models, lead = _prepare(
-        mel, config, method, n_iter, device, model, params
+        mel, config, method, n_iter, device, model, params, strict_range
     )
     edge = -(-config.n_fft // config.hop_length) + 1
     check(
@@ -338,6 +344,7 @@ def invert(
     length: int | Sequence[int] | None = None,
     block_frames: int = 2048,
     model: Any = None,
+    strict_range: bool = False,
 ) -> Any:
     """Turn a mel spectrogram (or a list of them) back into audio.
 
@@ -374,6 +381,10 @@ def invert(
         run folder from ``melinvert train``, a ``.safetensors`` checkpoint or a loaded
         :class:`melinvert.neural.Checkpoint`. Learned stages without one use the weights
         shipped for the config; a checkpoint trained for another config is refused.
+    strict_range : bool
+        Values a little below the compression's floor (as predicted mels have) are clamped to
+        it with a :class:`~melinvert.errors.MelinvertNotice` saying how many and how far;
+        ``True`` makes them an error instead.
 
     Returns
     -------
@@ -389,6 +400,7 @@ def invert(
         callback=callback,
         block_frames=block_frames,
         model=model,
+        strict_range=strict_range,
     )
     if isinstance(mel, (list, tuple)):
         return _invert_list(list(mel), config, length, kw)

@@ -7,6 +7,9 @@ imported on the first lookup.
 
 Kinds of stage, in the order a plan runs them:
 
+``mel``
+    reshapes the mel the later stages fit (``sharpen``: an over-smoothed, predicted mel back to
+    a recording's roughness; a no-op on the mel of a recording).
 ``magnitude``
     stage 1: the target mel -> an STFT magnitude (``nnls``, ``pinv``, ``refiner``, ...).
 ``init``
@@ -41,8 +44,9 @@ from typing import Any
 from .errors import MelinvertError, check
 
 #: The kinds, in the order a plan runs them.
-KINDS = ("magnitude", "init", "phase", "refine", "vocoder")
+KINDS = ("mel", "magnitude", "init", "phase", "refine", "vocoder")
 _KIND_LABEL = {
+    "mel": "mel prior",
     "magnitude": "stage 1",
     "init": "initial phase",
     "phase": "stage 2",
@@ -54,6 +58,7 @@ BUILTIN_MODULES = (
     "melinvert.magnitude",
     "melinvert.phase",
     "melinvert.optimize",
+    "melinvert.predicted",
     "melinvert.neural.stages",
 )
 
@@ -327,7 +332,7 @@ def _order(steps: list[Step], method: str) -> list[Step]:
             not (by_kind["magnitude"] or by_kind["init"] or by_kind["phase"]),
             f"method {method!r}: a vocoder makes the waveform itself; only refine stages may follow it",
         )
-        return by_kind["vocoder"] + by_kind["refine"]
+        return by_kind["mel"] + by_kind["vocoder"] + by_kind["refine"]
     if not by_kind["magnitude"]:
         nn = stage("nnls")
         by_kind["magnitude"] = [Step(nn, nn.params)]
@@ -419,32 +424,32 @@ def _apply_n_iter(steps: list[Step], n_iter: int) -> list[Step]:
 # are registered by melinvert.neural.stages.
 register_pipeline(
     "default",
-    "nnls(iters=20)+pghi+magla(iters=16)",
-    "NNLS magnitude, PGHI phase, 16 accelerated Griffin-Lim iterations re-fitted to the mel",
+    "sharpen+nnls(iters=20)+pghi+magla(iters=16)",
+    "a predicted (over-smoothed) mel sharpened, NNLS magnitude, PGHI phase, 16 accelerated Griffin-Lim iterations re-fitted to the mel",
 )
 register_pipeline(
     "fast",
-    "nnls(iters=10)+pghi+magla(iters=6)",
+    "sharpen+nnls(iters=10)+pghi+magla(iters=6)",
     "as default with 6 iterations and a shorter NNLS: about twice as fast",
 )
 register_pipeline(
     "stft_gd",
-    "nnls(iters=20)+pghi+magla(iters=16)+stft_gd(iters=100)",
+    "sharpen+nnls(iters=20)+pghi+magla(iters=16)+stft_gd(iters=100)",
     "default, then 100 Adam steps on a free STFT (consistency + log-mel fit)",
 )
 register_pipeline(
     "wave_lbfgs",
-    "nnls(iters=20)+pghi+magla(iters=16)+wave_lbfgs(iters=40)",
+    "sharpen+nnls(iters=20)+pghi+magla(iters=16)+wave_lbfgs(iters=40)",
     "default, then 40 L-BFGS iterations on the waveform against the log mel",
 )
 register_pipeline(
     "joint",
-    "nnls(iters=20)+pghi+magla(iters=16)+joint(iters=60)",
+    "sharpen+nnls(iters=20)+pghi+magla(iters=16)+joint(iters=60)",
     "default, then 60 ADMM iterations on magnitude and phase together (power-1 mels)",
 )
 register_pipeline(
     "quality",
-    "nnls+pghi+mfgla(iters=200)+wave_lbfgs(iters=20)",
-    "the best without training at librosa's speed or better: NNLS, PGHI, 200 mel-refitted "
+    "sharpen+nnls+pghi+mfgla(iters=200)+wave_lbfgs(iters=20)",
+    "the best without training at librosa's speed or better: sharpen, NNLS, PGHI, 200 mel-refitted "
     "fast Griffin-Lim iterations, then 20 waveform L-BFGS iterations",
 )

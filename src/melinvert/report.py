@@ -132,10 +132,22 @@ def write_csv(path: str | os.PathLike, columns: Sequence[str], rows: Sequence[Ma
     return atomic_write(path, lambda f: f.write(data), overwrite=True)
 
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def _csv_cell(v: Any) -> str:
+    """A cell's text: floats in full; text that a spreadsheet would run as a formula gets a
+    leading ``'`` (numbers, ``-1.5`` included, stay numbers)."""
     if isinstance(v, (float, np.floating)):
         return repr(float(v))
-    return str(v)
+    text = str(v)
+    if text.startswith(_FORMULA_STARTS) and not isinstance(v, (int, np.integer)):
+        try:
+            float(text)
+        except ValueError:
+            return "'" + text
+    return text
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> str:

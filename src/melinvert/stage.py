@@ -6,7 +6,8 @@ carries everything a stage may need and nothing it may change:
 
 - ``config``, ``op`` (the :class:`~melinvert.operator.MelOperator`), ``frames`` (the
   :class:`~melinvert.dsp.FrameOps` of this block, holding its :class:`~melinvert.dsp.Boundary`),
-- ``target``: the LINEAR mel to invert ``(B, n_mels, frames)``,
+- ``target``: the LINEAR mel given to invert ``(B, n_mels, frames)`` (``State.mel`` starts
+  as it; stages fit ``State.mel``),
 - ``generator`` for random choices, ``models`` (trained weights by kind),
 - ``progress``: the one progress mechanism. An iterative stage calls
   ``ctx.progress.step(i, audio, loss)`` after each iteration (``audio`` ``(B, samples)`` or
@@ -19,7 +20,6 @@ Shapes inside stages: magnitudes and phases frames-first ``(B, stft_frames, n_fr
 from __future__ import annotations
 
 import dataclasses
-import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -37,6 +37,9 @@ class State:
 
     Attributes
     ----------
+    mel : torch.Tensor [shape=(B, n_mels, mel_frames)], optional
+        The LINEAR mel the stages fit: the given one (:attr:`Context.target`), or what a
+        ``mel`` stage (e.g. ``sharpen``) made of it.
     mag : torch.Tensor [shape=(B, stft_frames, n_freqs)], optional
         STFT magnitude ``|X|``.
     angles : torch.Tensor [shape=(B, stft_frames, n_freqs)], optional
@@ -45,6 +48,7 @@ class State:
         Waveform.
     """
 
+    mel: torch.Tensor | None = None
     mag: torch.Tensor | None = None
     angles: torch.Tensor | None = None
     audio: torch.Tensor | None = None
@@ -184,10 +188,10 @@ class Context:
     progress: Reporter = dataclasses.field(default_factory=lambda: Reporter(None, 0))
     models: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
-    @functools.cached_property
-    def target_frames_first(self) -> torch.Tensor:
-        """The target mel over the STFT frames, frames first: ``(B, stft_frames, n_mels)``."""
-        return self.op.extend_frames(self.target).transpose(-1, -2).contiguous()
+    def frames_first(self, mel: torch.Tensor) -> torch.Tensor:
+        """A linear mel ``(B, n_mels, mel_frames)`` over the STFT frames, frames first:
+        ``(B, stft_frames, n_mels)`` (Whisper's dropped frame restored as the last one)."""
+        return self.op.extend_frames(mel).transpose(-1, -2).contiguous()
 
     def stage_magnitude(self, mag: torch.Tensor) -> torch.Tensor:
         """A stage-1 result ``(B, n_freqs, mel_frames)`` -> the state's layout

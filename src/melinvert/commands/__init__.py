@@ -32,14 +32,27 @@ internal error (a bug: one line, the traceback with ``MELINVERT_DEBUG=1``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 
-from .. import __version__
+from .. import __version__, _startup
 from ..errors import MelinvertError
-from . import bench, demo, inspect, invert, mel, methods, presets, roundtrip, score, train
+from . import (
+    bench,
+    demo,
+    inspect,
+    invert,
+    mel,
+    methods,
+    presets,
+    roundtrip,
+    score,
+    train,
+)
 from .common import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
@@ -88,6 +101,8 @@ __all__ = [
     "plan_jobs",
     "register",
 ]
+
+_startup.release()  # melinvert/__init__ guarded Ctrl-C while the command line loaded
 
 #: Every subcommand, in ``--help`` order. Add one line here to add a command.
 COMMANDS: list[Command] = [
@@ -140,11 +155,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _notices_as_notes(ui: Console) -> Iterator[None]:
+    """Show the library's :class:`~melinvert.errors.MelinvertNotice` warnings as note lines."""
+    from ..errors import MelinvertNotice
+
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, MelinvertNotice):
+            ui.note(str(message))
+        else:
+            previous(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", MelinvertNotice)
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (the console script exits with it)."""
     ui = Console()
     try:
-        with sigterm_as_interrupt():
+        with sigterm_as_interrupt(), _notices_as_notes(ui):
             parser = build_parser()
             try:
                 args = parser.parse_args(argv)

@@ -19,6 +19,7 @@ from .common import (
     arg,
     config_from_args,
     interrupted_status,
+    seed_value,
 )
 
 
@@ -58,6 +59,9 @@ def cmd_bench(args: argparse.Namespace, ui: Console) -> int:
     require_matplotlib()
     cfg = config_from_args(args, required=True)
     assert cfg is not None
+    from ..dsp import resolve_device
+
+    resolve_device(args.device)  # a device this machine lacks: refused before anything is written
     methods = [m.strip() for m in str(args.methods).split(",") if m.strip()]
     settings = BenchSettings(
         inputs=args.inputs,
@@ -98,7 +102,7 @@ COMMAND = Command(
         add_required_config,
         arg("--methods", default="default,fast", help="comma-separated methods (default: default,fast)"),
         arg("--with-librosa", action="store_true", help="add librosa's mel_to_audio as a reference row"),
-        arg("--seed", type=int, default=0, help="seed of the inversions (default 0)"),
+        arg("--seed", type=seed_value, default=0, help="seed of the inversions (default 0)"),
         arg("--no-extras", action="store_true", help="skip PESQ and STOI"),
         arg("--resume", action="store_true", help="continue OUT_DIR, skipping finished pairs"),
         add_overwrite,

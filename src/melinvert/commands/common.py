@@ -194,10 +194,47 @@ def add_layout(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def device_name(text: str) -> str:
+    """An argparse type: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (other torch devices, such as
+    ``meta`` or ``mps``, cannot run melinvert: a usage error)."""
+    t = text.strip().lower()
+    if t in ("auto", "cpu", "cuda") or (t.startswith("cuda:") and t[5:].isdigit()):
+        return t
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a device melinvert runs on: use auto, cpu, cuda or cuda:N"
+    )
+
+
+def seed_value(text: str) -> int:
+    """An argparse type: an integer seed from 0 to 2**63 - 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= v < 2**63:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: a seed is an integer from 0 to 2**63 - 1")
+    return v
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number of seconds > 0")
+    return v
+
+
 def add_device(parser: argparse.ArgumentParser) -> None:
     """``--device auto|cpu|cuda|cuda:N`` (default ``auto``: CUDA if available)."""
     parser.add_argument(
-        "--device", default="auto", metavar="DEV", help="auto (CUDA if available), cpu, cuda or cuda:N"
+        "--device",
+        default="auto",
+        type=device_name,
+        metavar="DEV",
+        help="auto (CUDA if available), cpu, cuda or cuda:N",
     )
 
 
@@ -211,13 +248,21 @@ def add_method_options(parser: argparse.ArgumentParser) -> None:
         "(see 'melinvert methods')",
     )
     parser.add_argument("--iters", type=int, default=None, metavar="N", help="iterations of the last stage")
-    parser.add_argument("--seed", type=int, default=0, help="seed for random initial phases (default 0)")
+    parser.add_argument(
+        "--seed", type=seed_value, default=0, help="seed for random initial phases (default 0)"
+    )
     parser.add_argument(
         "--model",
         action="append",
         metavar="RUN",
         help="trained weights for the learned stages (refiner, degli, cnn_vocoder): a 'melinvert train' "
         "run folder or a .safetensors checkpoint (repeatable; default: the weights shipped for the preset)",
+    )
+    parser.add_argument(
+        "--strict-range",
+        action="store_true",
+        help="refuse mel values below the compression's floor instead of clamping them with a notice "
+        "(predicted mels often dip a little below it)",
     )
 
 

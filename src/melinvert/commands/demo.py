@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import Command, Console, add_config_options, add_overwrite, arg, config_from_args, print_scores
+from .common import (
+    Command,
+    Console,
+    add_config_options,
+    add_overwrite,
+    arg,
+    config_from_args,
+    positive_seconds,
+    print_scores,
+    seed_value,
+)
 
 
 def cmd_demo(args: argparse.Namespace, ui: Console) -> int:
@@ -62,8 +72,8 @@ COMMAND = Command(
         ),
         add_config_options,
         arg("--methods", default="default,fast", help="comma-separated methods (default: default,fast)"),
-        arg("--seconds", type=float, default=4.0, help="length of the signal (default 4)"),
-        arg("--seed", type=int, default=0, help="seed of the signal and the inversion"),
+        arg("--seconds", type=positive_seconds, default=4.0, help="length of the signal (default 4)"),
+        arg("--seed", type=seed_value, default=0, help="seed of the signal and the inversion"),
         add_overwrite,
     ),
     examples=("melinvert demo -o demo/",),

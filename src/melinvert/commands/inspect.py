@@ -11,7 +11,7 @@ from .common import Command, Console, add_config_options, add_layout, arg, confi
 
 def cmd_inspect(args: argparse.Namespace, ui: Console) -> int:
     """Describe mel and audio files; for mels, guess the preset and check a given config."""
-    from ..identify import AudioInfo, identify_file, identify_mel
+    from ..identify import AudioInfo, identify_file, identify_sampled
     from ..io import AUDIO_EXTENSIONS, load_mel
 
     cfg = config_from_args(args)
@@ -20,7 +20,7 @@ def cmd_inspect(args: argparse.Namespace, ui: Console) -> int:
         try:
             if cfg is not None and Path(f).suffix.lower() not in AUDIO_EXTENSIONS:
                 mel, recorded = load_mel(f, config=cfg, layout=args.layout)
-                info = identify_mel(mel, layout="mels-first", recorded=recorded)
+                info = identify_sampled(mel, layout="mels-first", recorded=recorded)
                 fits = f"  fits the config asked for ({cfg.name or 'custom'}): {cfg.describe()}"
             else:
                 info = identify_file(f, layout=args.layout)

@@ -61,6 +61,7 @@ def _invert_one(
         device=args.device,
         callback=progress.callback,
         model=args.model,
+        strict_range=args.strict_range,
     )
     replaces_complete = dst.exists() and not partial_marker(dst).exists()
     # cmd_invert checked every output against every input before any work: only src is left

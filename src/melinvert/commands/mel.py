@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..errors import check
 from .common import (
     Command,
     Console,
@@ -22,8 +21,8 @@ from .common import (
 
 def cmd_mel(args: argparse.Namespace, ui: Console) -> int:
     """Audio files or folders -> mel files recording their config."""
-    from ..dsp import mel_spectrogram
-    from ..io import AUDIO_EXTENSIONS, MEL_EXTENSIONS, load_audio, save_mel
+    from ..io import AUDIO_EXTENSIONS, MEL_EXTENSIONS, save_mel
+    from ..streaming import mel_of_file
 
     cfg = config_from_args(args, required=True)
     assert cfg is not None
@@ -36,17 +35,12 @@ def cmd_mel(args: argparse.Namespace, ui: Console) -> int:
     inputs = [i for i, _ in plan]
     layout = "time-first" if args.time_first else "mels-first"
     for src, dst in plan:
-        y, sr, notices = load_audio(src, cfg.sample_rate)
-        for n in notices:
+        # read and computed block by block: memory holds the mel, not the audio or its STFT
+        fm = mel_of_file(src, cfg, device=args.device)
+        for n in fm.notices:
             ui.note(n)
-        check(
-            y.shape[0] >= cfg.min_samples,
-            f"{str(src)!r} has {y.shape[0]} samples at {sr} Hz, fewer than the {cfg.min_samples} one "
-            f"frame needs (n_fft={cfg.n_fft}, padding={cfg.padding})",
-        )
-        mel = mel_spectrogram(y, cfg, device=args.device)
-        save_mel(dst, mel, cfg, overwrite=args.overwrite, layout=layout, protect=inputs)
-        ui.out(f"{src} -> {dst} ({cfg.n_mels} mels x {mel.shape[-1]} frames, {layout})")
+        save_mel(dst, fm.mel, cfg, overwrite=args.overwrite, layout=layout, protect=inputs)
+        ui.out(f"{src} -> {dst} ({cfg.n_mels} mels x {fm.mel.shape[-1]} frames, {layout})")
     return 0
 
 

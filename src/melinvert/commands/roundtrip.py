@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import check
 from .common import (
     Command,
     Console,
@@ -19,51 +18,67 @@ from .common import (
     print_scores,
 )
 
+#: Seconds of the start of the audio that ``roundtrip`` scores (longer inputs are scored on
+#: that excerpt, with a notice, so that memory and time stay bounded).
+SCORE_SECONDS = 120.0
+
 
 def cmd_roundtrip(args: argparse.Namespace, ui: Console) -> int:
-    """Audio -> mel -> audio with one method, then the score table."""
+    """Audio -> mel -> audio with one method, streamed block by block, then the score table.
+
+    A silent input round-trips to a (silent) output and exit status 0; its scores are ``n/a``
+    with a notice, since every measure needs an audible reference.
+    """
     import time
 
-    from ..dsp import mel_spectrogram
-    from ..io import check_output, load_audio, save_audio
+    import numpy as np
+
+    from ..errors import MelinvertError
+    from ..io import AudioWriter, check_output
     from ..metrics import score
-    from ..pipeline import invert
+    from ..pipeline import invert_blocks
+    from ..streaming import mel_of_file
 
     cfg = config_from_args(args, required=True)
     assert cfg is not None
     check_output(args.output, overwrite=args.overwrite, protect=[args.input])
-    y, sr, notes = load_audio(args.input, cfg.sample_rate)
-    for n in notes:
+    sr = cfg.sample_rate
+    keep = int(SCORE_SECONDS * sr)
+    fm = mel_of_file(args.input, cfg, device=args.device, head_samples=keep)
+    for n in fm.notices:
         ui.note(n)
-    check(
-        y.shape[0] >= cfg.min_samples,
-        f"{args.input!r} has {y.shape[0]} samples, fewer than the {cfg.min_samples} one frame needs",
-    )
-    mel = mel_spectrogram(y, cfg, device=args.device)
     t0 = time.perf_counter()
-    out = invert(
-        mel,
-        cfg,
-        method=args.method,
-        n_iter=args.iters,
-        seed=args.seed,
-        device=args.device,
-        length=len(y),
-        model=args.model,
-    )
+    stream = invert_blocks(
+        fm.mel, cfg, method=args.method, n_iter=args.iters, seed=args.seed, device=args.device,
+        length=fm.samples, model=args.model, strict_range=args.strict_range,
+    )  # fmt: skip
+    head: list[np.ndarray] = []
+    kept = 0
+    writer = AudioWriter(args.output, sr, args.subtype, overwrite=args.overwrite, protect=[args.input])
+    with writer:
+        for chunk in stream:
+            block = chunk[0].cpu().numpy()
+            writer.write(block)
+            if kept < keep:
+                head.append(block[: keep - kept].copy())
+                kept += head[-1].shape[0]
     wall = time.perf_counter() - t0
-    for n in save_audio(
-        args.output,
-        out,
-        cfg.sample_rate,
-        subtype=args.subtype,
-        overwrite=args.overwrite,
-        protect=[args.input],
-    ):
+    for n in writer.notices:
         ui.note(n)
     ui.out(f"{args.input} -> {cfg.name or 'config'} mel -> {args.method} -> {args.output}")
-    ui.out(f"{len(y) / sr:.2f} s of audio in {wall:.2f} s (real-time factor {len(y) / sr / wall:.1f}x)")
-    print_scores(ui, [(args.method, score(y, out, sr, config=cfg, extras=not args.no_extras))])
+    ui.out(
+        f"{fm.samples / sr:.2f} s of audio in {wall:.2f} s (real-time factor {fm.samples / sr / wall:.1f}x)"
+    )
+    if fm.samples > keep:
+        ui.note(
+            f"scored the first {SCORE_SECONDS:g} s of {fm.samples / sr:.1f} s (long inputs are scored on an excerpt)"
+        )
+    try:
+        scores = score(fm.head, np.concatenate(head), sr, config=cfg, extras=not args.no_extras)
+    except MelinvertError as e:  # e.g. a silent input: the output is written, the measures undefined
+        ui.note(f"no scores: {e}")
+        scores = {}
+    print_scores(ui, [(args.method, scores)])
     return 0
 
 

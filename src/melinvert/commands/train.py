@@ -9,7 +9,15 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import check
-from .common import EXIT_INTERRUPTED, Command, Console, add_required_config, config_from_args
+from .common import (
+    EXIT_INTERRUPTED,
+    Command,
+    Console,
+    add_required_config,
+    config_from_args,
+    device_name,
+    seed_value,
+)
 
 
 class _Trainable:
@@ -68,6 +76,8 @@ def cmd_train(args: argparse.Namespace, ui: Console) -> int:
         **targs,
     )
     where = result.run_dir
+    if result.skipped:
+        ui.note(f"left out {len(result.skipped)} unreadable file(s): " + "; ".join(result.skipped))
     if result.status == "interrupted":
         ui.error(
             f"interrupted at step {result.step}; saved {where / 'last.safetensors'} (continue with --resume)"
@@ -108,12 +118,14 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-method", help="method the validation inverts with (default per model)")
     p.add_argument("--val-n-iter", type=int, help="iterations of the validation method's stage 2")
     p.add_argument("--hparam", action="append", metavar="KEY=VALUE", help="model hyperparameter (repeatable)")
-    p.add_argument("--seed", type=int, help="seed for weights, split, crops and noise (default 0)")
+    p.add_argument("--seed", type=seed_value, help="seed for weights, split, crops and noise (default 0)")
     p.add_argument("--max-minutes", type=float, help="stop and save after this many minutes")
     p.add_argument(
         "--resume", action="store_true", help="continue the run in RUN_DIR from its last checkpoint"
     )
-    p.add_argument("--device", default="cpu", metavar="DEV", help="cpu (default), auto, cuda or cuda:N")
+    p.add_argument(
+        "--device", default="cpu", type=device_name, metavar="DEV", help="cpu (default), auto, cuda or cuda:N"
+    )
     p.add_argument("--threads", type=int, help="CPU threads torch may use")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -61,22 +61,39 @@ def collect_audio(inputs: Sequence[str | os.PathLike[str]]) -> list[Path]:
 
 
 def load_clips(
-    paths: Sequence[Path], config: MelConfig, *, on_file: Callable[[Path], None] | None = None
+    paths: Sequence[Path],
+    config: MelConfig,
+    *,
+    on_file: Callable[[Path], None] | None = None,
+    on_skip: Callable[[Path, str], None] | None = None,
 ) -> list[Clip]:
-    """Read ``paths`` at ``config.sample_rate``; clips shorter than one frame are an error."""
+    """Read ``paths`` at ``config.sample_rate``; clips shorter than one frame are an error.
+
+    With ``on_skip``, a file that cannot be used (unreadable, too short) is passed to
+    ``on_skip(path, reason)`` and left out instead; none usable is still an error.
+    """
+    from ..errors import MelinvertError
     from ..io import load_audio
 
     clips = []
     for p in paths:
         source_rate = _file_rate(p)
-        y, _, _ = load_audio(p, config.sample_rate)
-        check(
-            y.shape[0] >= config.min_samples,
-            f"{str(p)!r} is shorter than one frame ({config.min_samples} samples at {config.sample_rate} Hz)",
-        )
+        try:
+            y, _, _ = load_audio(p, config.sample_rate)
+            check(
+                y.shape[0] >= config.min_samples,
+                f"{str(p)!r} is shorter than one frame ({config.min_samples} samples at "
+                f"{config.sample_rate} Hz)",
+            )
+        except MelinvertError as e:
+            if on_skip is None:
+                raise
+            on_skip(p, str(e))
+            continue
         clips.append(Clip(p.name, y, source_rate, config.sample_rate))
         if on_file is not None:
             on_file(p)
+    check(bool(clips), f"none of the {len(paths)} audio file(s) could be read")
     return clips
 
 

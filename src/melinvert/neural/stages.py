@@ -156,14 +156,14 @@ def resolve(kinds: list[str], model: Any, config: MelConfig, method: str) -> dic
 
 def _refiner_stage(state: State, ctx: Context) -> State:
     """Stage 1 with the run's refiner."""
-    mag = refiner_magnitude(ctx.target, ctx.config, model=ctx.model("refiner"))
+    mag = refiner_magnitude(state.mel, ctx.config, model=ctx.model("refiner"))
     return state.replace(mag=ctx.stage_magnitude(mag))
 
 
 def _cnn_vocoder_stage(state: State, ctx: Context) -> State:
     """The whole waveform from the run's CNN vocoder."""
     return state.replace(
-        audio=cnn_vocoder(ctx.target, ctx.config, length=ctx.length, model=ctx.model("cnn_vocoder"))
+        audio=cnn_vocoder(state.mel, ctx.config, length=ctx.length, model=ctx.model("cnn_vocoder"))
     )
 
 
@@ -198,7 +198,7 @@ registry.register(
 )
 registry.register_pipeline(
     "learned",
-    "refiner+pghi+mfgla(iters=300)+wave_lbfgs(iters=20)",
+    "sharpen+refiner+pghi+mfgla(iters=300)+wave_lbfgs(iters=20)",
     "learned refiner magnitude, PGHI phase, 300 mel-refitted fast Griffin-Lim iterations, then 20 "
     "waveform L-BFGS iterations (the best learned composition measured: docs/models/)",
 )

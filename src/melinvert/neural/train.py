@@ -53,6 +53,8 @@ class TrainResult:
     best: dict[str, Any] | None
     last: dict[str, Any] | None
     signal: int | None = None
+    #: Files left out because they could not be read, each ``"PATH: reason"``.
+    skipped: tuple[str, ...] = ()
 
 
 class _StopFlag:
@@ -219,7 +221,10 @@ def train(
     resumed, targs, hp, seed, val_fraction = _settings(
         kind, config, run, resumed=resume, seed=seed, hparams=hparams, val_fraction=val_fraction, given=given
     )
-    train_clips, val_clips, data_info = _load_data(inputs, val, val_fraction, seed, config, resumed, say)
+    skipped: list[str] = []
+    train_clips, val_clips, data_info = _load_data(
+        inputs, val, val_fraction, seed, config, resumed, say, skipped
+    )
     dev = resolve_device(device)
     session = _Session.start(
         kind, config, run, targs, hp, seed, val_fraction, data_info, resumed, train_clips, val_clips, dev
@@ -233,9 +238,10 @@ def train(
         run.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise MelinvertError(f"cannot create run folder {str(run)!r}: {e.strerror or e}") from None
-    return session.loop(
+    result = session.loop(
         max_minutes=max_minutes, progress=progress, on_step=on_step, val_seconds=val_seconds, say=say
     )
+    return dataclasses.replace(result, skipped=tuple(skipped))
 
 
 def _settings(
@@ -302,8 +308,19 @@ def _load_data(
     config: MelConfig,
     resumed: Checkpoint | None,
     say: Callable[[str], None],
+    skipped: list[str] | None = None,
 ) -> tuple[list[Clip], list[Clip], dict[str, Any]]:
-    """The training and validation clips and their summary (a resumed run's must match)."""
+    """The training and validation clips and their summary (a resumed run's must match).
+
+    A file that cannot be read is left out with a notice (and appended to ``skipped``), not an
+    error: one bad file in a corpus does not stop a run.
+    """
+
+    def skip(p: Path, reason: str) -> None:
+        say(f"skipping {p}: {reason}")
+        if skipped is not None:
+            skipped.append(f"{p}: {reason}")
+
     files = collect_audio(inputs)
     if val:
         val_files = collect_audio(val)
@@ -313,8 +330,8 @@ def _load_data(
     else:
         train_files, val_files = split_files(files, val_fraction, seed)
     say(f"reading {len(train_files)} training and {len(val_files)} validation files")
-    train_clips = load_clips(train_files, config)
-    val_clips = load_clips(val_files, config)
+    train_clips = load_clips(train_files, config, on_skip=skip)
+    val_clips = load_clips(val_files, config, on_skip=skip)
     data_info = {"train": summary(train_clips), "val": summary(val_clips)}
     if resumed is not None:
         old = resumed.train.get("data", {})

@@ -1,0 +1,178 @@
+"""melinvert.predicted: sharpening of over-smoothed mels, the tolerant re-fit, mel consistency."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from helpers import SHARED_SPEECH
+from scipy.ndimage import gaussian_filter1d
+
+import melinvert as mi
+from melinvert import MelinvertError, predicted
+from melinvert.demo import speech_like
+from melinvert.magnitude import decode_mel, nnls
+from melinvert.phase import MelRefit
+
+CFG = mi.get_preset("hifigan-22k-80")
+
+
+def _blur(logmel: np.ndarray, st: float = 1.0, sf_: float = 0.7) -> np.ndarray:
+    out = gaussian_filter1d(logmel, st, axis=-1, mode="nearest")
+    return gaussian_filter1d(out, sf_, axis=-2, mode="nearest")
+
+
+def _lin(logmel: np.ndarray, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(logmel), dtype=dtype)
+    return decode_mel(t if t.dim() == 3 else t[None], CFG)
+
+
+@pytest.fixture(scope="module")
+def synth() -> np.ndarray:
+    return mi.mel_spectrogram(speech_like(22050, 2.0, seed=1), CFG).astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def recording() -> tuple[np.ndarray, np.ndarray]:
+    path = SHARED_SPEECH / "LJ001-0004.wav"
+    if not path.exists():
+        pytest.skip(f"real speech not present ({path})")
+    y, sr = sf.read(path, dtype="float64")
+    assert sr == CFG.sample_rate
+    return y, mi.mel_spectrogram(y, CFG)
+
+
+def _ref_roughness(logmel: np.ndarray, axis: int) -> float:
+    """Independent numpy version of the roughness of one ln-mel (floor 1e-7 of the peak)."""
+    lin = np.exp(logmel)
+    log = np.log(np.maximum(lin, lin.max() * 1e-7))
+    active = log > np.log(lin.max()) - predicted.ACTIVE_RANGE
+    d1, d2 = np.diff(log, 1, axis=axis), np.diff(log, 2, axis=axis)
+    n = log.shape[axis]
+    a1 = np.take(active, range(1, n), axis=axis)
+    a2 = np.take(active, range(1, n - 1), axis=axis)
+    return float(np.mean(d2[a2] ** 2) / np.mean(d1[a1] ** 2))
+
+
+def test_roughness_matches_numpy_reference(synth):
+    got = predicted.mel_roughness(_lin(synth), CFG)
+    assert got.shape == (1, 2)
+    for k, axis in enumerate((1, 0)):
+        assert float(got[0, k]) == pytest.approx(_ref_roughness(synth, axis), rel=1e-9)
+
+
+def test_roughness_of_white_noise_is_three_and_blur_lowers_it(synth):
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 1, (80, 4000))
+    r = predicted.mel_roughness(_lin(noise), CFG)
+    np.testing.assert_allclose(r.numpy(), 3.0, rtol=0.03)
+    sharp, blurred = (predicted.mel_roughness(_lin(m), CFG)[0] for m in (synth, _blur(synth)))
+    assert bool((blurred < 0.8 * sharp).all())
+
+
+def test_sharpen_reaches_targets_and_moves_towards_the_original(synth):
+    blurred = _lin(_blur(synth))
+    out = predicted.sharpen_mel(blurred, CFG)
+    assert out.shape == blurred.shape and out.dtype == blurred.dtype
+    r = predicted.mel_roughness(out, CFG)[0]
+    # time is sharpened first, then frequency (which changes the time roughness a little)
+    assert float(r[1]) == pytest.approx(predicted.SHARPEN_TARGETS[1], abs=0.025)
+    assert float(r[0]) > 2 * float(predicted.mel_roughness(blurred, CFG)[0, 0])
+    orig = torch.as_tensor(synth)
+    err = (torch.log(out[0].clamp_min(1e-5)) - orig).abs().mean()
+    err_blur = (torch.log(blurred[0].clamp_min(1e-5)) - orig).abs().mean()
+    assert float(err) < 0.9 * float(err_blur)
+
+
+def test_sharpen_leaves_rough_mels_unchanged(recording):
+    _, logmel = recording
+    lin = _lin(logmel)
+    assert torch.equal(predicted.sharpen_mel(lin, CFG), lin)
+    noisy = _lin(logmel + np.random.default_rng(0).normal(0, 0.2, logmel.shape))
+    assert torch.equal(predicted.sharpen_mel(noisy, CFG), noisy)
+
+
+def test_sharpen_batch_equals_stacked_singles(synth):
+    a, b = _lin(_blur(synth)), _lin(_blur(synth[:, ::-1].copy(), 0.5, 0.3))
+    both = predicted.sharpen_mel(torch.cat([a, b]), CFG)
+    torch.testing.assert_close(both[:1], predicted.sharpen_mel(a, CFG), rtol=1e-12, atol=0)
+    torch.testing.assert_close(both[1:], predicted.sharpen_mel(b, CFG), rtol=1e-12, atol=0)
+
+
+def test_sharpened_nnls_shape_and_identity_on_recordings(recording, synth):
+    _, logmel = recording
+    lin = _lin(logmel, torch.float32)
+    mag = predicted.sharpened_nnls(lin, CFG, n_iter=20)
+    assert mag.shape == (1, CFG.n_freqs, lin.shape[-1])
+    assert torch.equal(mag, nnls(lin, CFG, n_iter=20))
+    blurred = _lin(_blur(synth), torch.float32)
+    pair = predicted.sharpened_nnls(torch.cat([blurred, blurred.flip(-1)]), CFG)
+    torch.testing.assert_close(pair[:1], predicted.sharpened_nnls(blurred, CFG), rtol=1e-5, atol=1e-6)
+
+
+def test_tolerant_refit_reduces_to_melrefit_and_shrinks(synth):
+    lin = _lin(synth).transpose(1, 2).contiguous()
+    spec = torch.polar(
+        torch.rand(1, lin.shape[1], CFG.n_freqs, dtype=torch.float64) + 0.1,
+        torch.zeros(1, dtype=torch.float64),
+    )
+    ref = MelRefit(lin, CFG)(spec)
+    torch.testing.assert_close(predicted.TolerantRefit(lin, CFG)(spec), ref, rtol=1e-9, atol=1e-12)
+    loose = predicted.TolerantRefit(lin, CFG, tolerance=100.0)(spec)
+    torch.testing.assert_close(loose, spec.abs() * (ref > 0), rtol=1e-9, atol=1e-12)  # no re-fit at all
+    half = predicted.TolerantRefit(lin, CFG, exponent=0.5)(spec)
+    assert float((half - spec.abs()).abs().sum()) < float((ref - spec.abs()).abs().sum())
+
+
+def test_invert_linear_without_sharpening_is_default(recording):
+    _, logmel = recording
+    lm = logmel[:, :200].astype(np.float32)
+    n = CFG.n_samples(200)
+    want = mi.invert(lm, CFG, length=n)
+    with torch.no_grad():
+        got = predicted.invert_linear(_lin(lm, torch.float32), CFG, length=n, sharpen=False)
+    np.testing.assert_allclose(got[0].numpy(), want, atol=1e-4)
+    with torch.no_grad():  # on a recording's mel the recommended recipe is today's default
+        rec = predicted.invert_linear(_lin(lm, torch.float32), CFG, length=n)
+    np.testing.assert_allclose(rec[0].numpy(), want, atol=1e-4)
+
+
+def test_mel_consistency_recording_vs_blurred(recording):
+    _, logmel = recording
+    good = predicted.mel_consistency(logmel, CFG)
+    assert good.problems() == []
+    assert 0.03 < float(good.residual[0]) < predicted.RESIDUAL_LIMIT
+    bad = predicted.mel_consistency(
+        np.stack([_blur(logmel), logmel + 0.3 * np.random.default_rng(1).normal(size=logmel.shape)]), CFG
+    )
+    assert bad.residual.shape == (2,)
+    assert any("over-smoothed in time" in p for p in bad.problems(0))
+    assert any("no waveform fits it" in p for p in bad.problems(1))
+
+
+def test_errors(synth):
+    lin = _lin(synth)
+    with pytest.raises(MelinvertError, match="shaped \\(batch, n_mels, frames\\)"):
+        predicted.sharpen_mel(lin[0], CFG)
+    with pytest.raises(MelinvertError, match="mel bins but the config has n_mels=80"):
+        predicted.mel_roughness(lin[:, :40], CFG)
+    with pytest.raises(MelinvertError, match="finite and non-negative"):
+        predicted.sharpen_mel(-lin, CFG)
+    with pytest.raises(MelinvertError, match="targets="):
+        predicted.sharpen_mel(lin, CFG, targets=(0.9, 5.0))
+    with pytest.raises(MelinvertError, match="max_amount"):
+        predicted.sharpen_mel(lin, CFG, max_amount=-1.0)
+    with pytest.raises(MelinvertError, match="steps="):
+        predicted.sharpen_mel(lin, CFG, steps=0)
+    t = lin.transpose(1, 2).contiguous()
+    with pytest.raises(MelinvertError, match="tolerance="):
+        predicted.TolerantRefit(t, CFG, tolerance=-0.1)
+    with pytest.raises(MelinvertError, match="exponent="):
+        predicted.TolerantRefit(t, CFG, exponent=1.5)
+    with pytest.raises(MelinvertError, match="length=100 gives"):
+        predicted.invert_linear(lin, CFG, length=100)
+    with pytest.raises(MelinvertError, match="n_iter="):
+        predicted.mel_consistency(synth, CFG, n_iter=0)
+    with pytest.raises(MelinvertError, match="must be shaped"):
+        predicted.mel_consistency(synth[0], CFG)
