@@ -381,8 +381,7 @@ def instrument(probe: Probe) -> None:
     probe.wrap(phase, "momentum", "momentum")
     probe.wrap(stage.Reporter, "observe", "best-so-far (progress)")
     registry._ensure_loaded()
-    for name in ("nnls", "pghi", "agla"):
-        st = registry._STAGES[name]
+    for name, st in registry._STAGES.items():  # every stage (an alias runs its stage's fn)
         probe.wrap(st, "fn", f"step {name}")  # frozen dataclass: set through object.__setattr__
     probe.wrap(stage.Context, "stage_magnitude", "stage-1 layout (transpose)")
 
@@ -447,6 +446,7 @@ def _object_setattr_patch() -> None:
 
 PROFILE_ROWS = (
     ("plan parsing", "per call"),
+    ("step sharpen", "sharpen (a recording's mel: measured, left as it is)"),
     ("validation (finite, range)", "per call"),
     ("decode (undo ln)", "per call"),
     ("operator lookup / build", "per call"),
