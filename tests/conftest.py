@@ -35,6 +35,14 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def torch_threads_whatever_the_load(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> None:
+    """melinvert keeps torch's thread count on a busy machine too (``dsp.threads_for_load``):
+    recorded outputs depend on the count; tests/test_speed.py tests the load-aware choice."""
+    if request.module.__name__ != "test_speed":
+        monkeypatch.setenv("MELINVERT_LOAD_AWARE_THREADS", "0")
+
+
 @pytest.fixture
 def tone() -> Callable[..., np.ndarray]:
     """``tone(sample_rate, seconds=1.0)``: see :func:`make_tone`."""

@@ -11,10 +11,14 @@ none): ``istft(stft(x)) == x`` to rounding wherever the frames cover the signal.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
 import math
+import os
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -40,6 +44,44 @@ def resolve_device(device: str | torch.device | None, like: torch.Tensor | None 
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise MelinvertError(f"device={device!r} asked for, but no CUDA device is available")
     return dev
+
+
+_THREADS_LOCK = threading.Lock()
+_threads_cut: list[int] = []  # the thread count to restore, once per caller inside (nested, concurrent)
+
+
+@contextlib.contextmanager
+def threads_for_load(device: torch.device) -> Iterator[None]:
+    """Inside: torch's intra-op threads cut to one when the CPU is busy; restored on exit.
+
+    On a machine whose 1-minute load average exceeds its cores, some of torch's threads share
+    a core with other work, and every parallel operation waits at its barrier for the one
+    that is descheduled: a ``default`` inversion measured 10-20x slower with two threads than
+    with one on a shared 2-core machine. One thread does not wait. On an idle machine, and for
+    other devices, nothing changes. Concurrent and nested callers restore the count the first
+    of them found, when the last one leaves. The thread count changes float rounding (parallel
+    sums): set ``MELINVERT_LOAD_AWARE_THREADS=0`` to keep torch's count whatever the load, for
+    outputs that must not depend on other processes.
+    """
+    with _THREADS_LOCK:
+        n = _threads_cut[0] if _threads_cut else torch.get_num_threads()
+        cut = (
+            device.type == "cpu"
+            and n > 1
+            and os.environ.get("MELINVERT_LOAD_AWARE_THREADS", "1") != "0"
+            and os.getloadavg()[0] > (os.cpu_count() or 1)
+        )
+        if cut:
+            _threads_cut.append(n)
+            torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if cut:
+            with _THREADS_LOCK:
+                _threads_cut.pop()
+                if not _threads_cut:
+                    torch.set_num_threads(n)
 
 
 def from_numpy_readonly(arr: np.ndarray) -> torch.Tensor:
@@ -281,32 +323,18 @@ class FrameOps:
 
     @property
     def inv_env(self) -> torch.Tensor:
-        """``1 / sum_t w^2(n - t hop)`` over the padded signal, floored (computed once)."""
+        """``1 / sum_t w^2(n - t hop)`` over the padded signal, floored (read-only: shared by every
+        FrameOps of the same window, hop, frame count, dtype and device)."""
         if self._inv_env is None:
-            env = self._ola((self.window**2).expand(1, self.n_frames, self.n_fft))[0]
-            self._inv_env = 1.0 / env.clamp_min(1e-3 * float(env.max()))
+            cfg, w = self.config, self.window
+            self._inv_env = _inv_envelope(
+                (cfg.window, cfg.win_length, self.n_fft), self.hop, self.n_frames, w.dtype, w.device
+            )
         return self._inv_env
 
     def _ola(self, frames: torch.Tensor) -> torch.Tensor:
         """Overlap-add ``(B, T, n_fft)`` frames into ``(B, padded_len)``."""
-        b, t, n = frames.shape
-        hop = self.hop
-        if n % hop == 0:
-            r = n // hop
-            chunks = frames.reshape(b, t, r, hop)
-            out = frames.new_empty(b, t + r - 1, hop)
-            out[:, :t] = chunks[:, :, 0]  # the first chunk copies, so only the tail needs zeros
-            out[:, t:] = 0.0
-            for i in range(1, r):
-                out[:, i : i + t] += chunks[:, :, i]
-            return out.reshape(b, -1)[:, : self.padded_len]
-        folded = F.fold(
-            frames.transpose(1, 2).contiguous(),
-            output_size=(1, self.padded_len),
-            kernel_size=(1, n),
-            stride=(1, hop),
-        )
-        return folded.reshape(b, -1)
+        return _overlap_add(frames, self.hop)
 
     def analysis(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, length)`` real -> ``(B, T, F)`` complex, framed as the config frames."""
@@ -354,6 +382,40 @@ class FrameOps:
         if self.boundary is not None:
             y = self.boundary.hold(y)
         return y
+
+
+def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:
+    """Overlap-add ``(B, T, n)`` frames ``hop`` apart into ``(B, n + hop * (T - 1))``."""
+    b, t, n = frames.shape
+    padded_len = n + hop * (t - 1)
+    if n % hop == 0:
+        r = n // hop
+        chunks = frames.reshape(b, t, r, hop)
+        out = frames.new_empty(b, t + r - 1, hop)
+        out[:, :t] = chunks[:, :, 0]  # the first chunk copies, so only the tail needs zeros
+        out[:, t:] = 0.0
+        for i in range(1, r):
+            out[:, i : i + t] += chunks[:, :, i]
+        return out.reshape(b, -1)[:, :padded_len]
+    folded = F.fold(
+        frames.transpose(1, 2).contiguous(),
+        output_size=(1, padded_len),
+        kernel_size=(1, n),
+        stride=(1, hop),
+    )
+    return folded.reshape(b, -1)
+
+
+@functools.lru_cache(maxsize=16)
+def _inv_envelope(
+    window_key: tuple[str, int, int], hop: int, n_frames: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """``1 / sum_t w^2(n - t hop)`` over ``n_fft + hop * (n_frames - 1)`` samples, floored at 1e-3
+    of its peak (see :attr:`FrameOps.inv_env`); cached on every argument, so that inverting many
+    clips of one length builds it once."""
+    w = _window_cached(*window_key, dtype, device)
+    env = _overlap_add((w**2).expand(1, n_frames, w.shape[0]), hop)[0]
+    return 1.0 / env.clamp_min(1e-3 * float(env.max()))
 
 
 @dataclasses.dataclass(frozen=True)

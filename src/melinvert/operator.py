@@ -11,7 +11,9 @@ as the phase stages hold them.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -28,12 +30,32 @@ from .dsp import filterbank_key, magnitude, mel_basis, mel_basis_np
 PINV_RCOND = 1e-4
 
 
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """numpy's BLAS/LAPACK on one thread inside, restored on exit (when ``threadpoolctl`` is
+    installed; otherwise nothing changes).
+
+    The SVDs behind the operator are of small matrices (``n_mels x n_freqs``): threading gains
+    nothing there, and where another thread of the process or machine holds a core,
+    OpenBLAS's threads wait on each other through every step of the decomposition (measured on
+    a shared 2-core machine: 3-15 ms on one thread, 66 ms to 2.3 s on two).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 @functools.lru_cache(maxsize=32)
 def _pinv_np(key: tuple) -> np.ndarray:
     from .dsp import _mel_basis_np
 
     fb = np.array(_mel_basis_np(*key))
-    u, s, vt = np.linalg.svd(fb, full_matrices=False)
+    with one_blas_thread():
+        u, s, vt = np.linalg.svd(fb, full_matrices=False)
     keep = s > PINV_RCOND * s.max()
     out = (vt[keep].T / s[keep]) @ u[:, keep].T
     out.flags.writeable = False
@@ -79,7 +101,8 @@ class MelOperator(torch.nn.Module):
         self.register_buffer("gain_map", (fbc / colsum[self.lo : self.hi].clamp_min(1e-30)).contiguous())
         self.register_buffer("pinv", torch.as_tensor(np.array(pinv_np(config)), dtype=dtype, device=device))
         #: FISTA step ``1 / ||fb_cover||_2^2`` (from the float64 filterbank)
-        self.step = 1.0 / float(np.linalg.norm(fb_np[:, self.lo : self.hi], 2) ** 2)
+        with one_blas_thread():
+            self.step = 1.0 / float(np.linalg.norm(fb_np[:, self.lo : self.hi], 2) ** 2)
 
     # ------------------------------------------------------------------ forward model
     @property

@@ -190,7 +190,8 @@ def _chain_sums(val: torch.Tensor, ptr: torch.Tensor) -> None:
     chain of bins that ends at ``(n, p)`` (``ptr[:, n, p]``: the bin it came from at ``n - 1``).
 
     After the step of size ``s``, ``(val, ptr)(n, p)`` hold the sum over the last ``2 s`` links
-    and the bin the chain has reached ``2 s`` frames back; ``ceil(log2 T)`` steps. Angles are
+    and the bin the chain has reached ``2 s`` frames back; ``ceil(log2 T)`` steps (the last one
+    leaves ``ptr`` as it was: nothing reads it after). Angles are
     kept modulo 2 pi, so float32 keeps ~1e-6 rad where raw sums over minutes of frames would
     keep ~0.1.
     """
@@ -200,11 +201,11 @@ def _chain_sums(val: torch.Tensor, ptr: torch.Tensor) -> None:
     s = 1
     while s < t:
         hop_val = torch.gather(val[:, :-s], 2, ptr[:, s:])
-        hop_ptr = torch.gather(ptr[:, :-s], 2, ptr[:, s:])
+        if 2 * s < t:  # the last step's pointers would not be read
+            ptr[:, s:] = torch.gather(ptr[:, :-s], 2, ptr[:, s:])
         tail = val[:, s:]
         tail += hop_val
         tail.sub_(torch.round(tail / two_pi) * two_pi)
-        ptr[:, s:] = hop_ptr
         s *= 2
 
 

@@ -18,7 +18,7 @@ import torch
 
 from . import registry
 from .config import MelConfig, resolve_config
-from .dsp import Boundary, FrameOps, as_tensor, to_output
+from .dsp import Boundary, FrameOps, as_tensor, threads_for_load, to_output
 from .errors import MelinvertError, check, notify
 from .magnitude import decode_mel, pinv
 from .operator import mel_operator
@@ -207,7 +207,7 @@ class BlockStream:
             last = end == t_total
             self._block_start = start * hop
             length = self.total_length - start * hop if last else cfg.n_samples(end - start)
-            with torch.no_grad(), _flush_denormals():
+            with torch.no_grad(), _flush_denormals(), threads_for_load(self.mel.device):
                 self._ctx = self._context(start, end, length, boundary, index)
                 y = invert_block(self.plan, self._ctx)
             if last:

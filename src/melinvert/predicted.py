@@ -137,6 +137,8 @@ def sharpen_mel(
         if log.shape[dim] < 3:
             continue
         before = _roughness(log, active, dim)
+        if not bool((before < target).any()):
+            continue  # every item is rough enough along this axis (a recording's mel): unchanged
         lo = torch.zeros_like(before)
         hi = torch.full_like(before, float(max_amount))
         for _ in range(steps):

@@ -1,0 +1,157 @@
+"""Set-up that is cached or kept off extra threads (issue 17): same numbers, less repeated work.
+
+- the overlap-add envelope of :class:`melinvert.dsp.FrameOps` is built once per window, hop,
+  frame count, dtype and device, equals the sum of squared windows computed directly, and is
+  keyed on every one of those;
+- the filterbank's SVDs run with numpy's BLAS on one thread, and the caller's thread count is
+  restored afterwards.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import harmonic_noise
+
+import melinvert
+from melinvert import MelConfig, dsp, operator
+
+
+def direct_inv_env(c: MelConfig, n_frames: int) -> np.ndarray:
+    """``1 / max(sum_t w^2(n - t hop), 1e-3 peak)`` by an explicit loop, float64."""
+    w2 = dsp.window(c, dtype=torch.float64).numpy() ** 2
+    env = np.zeros(c.n_fft + c.hop_length * (n_frames - 1))
+    for i in range(n_frames):
+        env[i * c.hop_length : i * c.hop_length + c.n_fft] += w2
+    return 1.0 / np.maximum(env, 1e-3 * env.max())
+
+
+CONFIGS = [
+    MelConfig(sample_rate=22050, n_fft=1024, hop_length=256, n_mels=80),  # n_fft a multiple of hop
+    MelConfig(sample_rate=16000, n_fft=512, hop_length=100, win_length=300, window="blackman", n_mels=40),
+    MelConfig(sample_rate=8000, n_fft=63, hop_length=10, n_mels=12),  # odd n_fft: F.fold
+]
+
+
+@pytest.mark.parametrize("c", CONFIGS, ids=["multiple", "short-window", "odd"])
+def test_envelope_equals_the_direct_sum_and_is_shared(c: MelConfig) -> None:
+    length = 40 * c.hop_length + 7
+    a = dsp.FrameOps(c, length, dtype=torch.float64, device="cpu")
+    b = dsp.FrameOps(c, length, dtype=torch.float64, device="cpu")
+    np.testing.assert_allclose(a.inv_env.numpy(), direct_inv_env(c, a.n_frames), rtol=1e-12, atol=0)
+    assert b.inv_env is a.inv_env  # built once
+    other = dsp.FrameOps(c, length + c.hop_length, dtype=torch.float64, device="cpu")
+    assert other.inv_env.shape[-1] == a.inv_env.shape[-1] + c.hop_length
+    f32 = dsp.FrameOps(c, length, dtype=torch.float32, device="cpu")
+    assert f32.inv_env.dtype == torch.float32
+    np.testing.assert_allclose(f32.inv_env.double().numpy(), a.inv_env.numpy(), rtol=1e-6)
+
+
+def test_envelope_keyed_on_the_window() -> None:
+    c = CONFIGS[0]
+    hann = dsp.FrameOps(c, 10_000, dtype=torch.float64, device="cpu").inv_env
+    for changed in (
+        MelConfig(sample_rate=22050, n_fft=1024, hop_length=256, n_mels=80, window="hamming"),
+        MelConfig(sample_rate=22050, n_fft=1024, hop_length=256, n_mels=80, win_length=800),
+    ):
+        env = dsp.FrameOps(changed, 10_000, dtype=torch.float64, device="cpu").inv_env
+        assert env.shape == hann.shape
+        assert not torch.equal(env, hann)
+        np.testing.assert_allclose(env.numpy(), direct_inv_env(changed, 1 + 10_000 // 256), rtol=1e-12)
+
+
+def test_synthesis_unchanged_by_the_shared_envelope() -> None:
+    """Two FrameOps sharing the envelope synthesise what a fresh envelope gives."""
+    c = CONFIGS[0]
+    ops = dsp.FrameOps(c, 20_000, dtype=torch.float64, device="cpu")
+    spec = ops.analysis(torch.from_numpy(np.random.default_rng(0).standard_normal((2, 20_000))))
+    y = ops.synthesis(spec)
+    fresh = dsp.FrameOps(c, 20_000, dtype=torch.float64, device="cpu")
+    fresh._inv_env = torch.from_numpy(direct_inv_env(c, fresh.n_frames))
+    torch.testing.assert_close(y, fresh.synthesis(spec), rtol=0, atol=1e-13)
+
+
+def test_one_blas_thread_limits_and_restores() -> None:
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads() -> list[int]:
+        return [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas_threads()
+    if not before:
+        pytest.skip("numpy's BLAS is not visible to threadpoolctl here")
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        outer = blas_threads()
+        with operator.one_blas_thread():
+            assert blas_threads() == [1] * len(outer)
+        assert blas_threads() == outer
+    assert blas_threads() == before
+
+
+def test_operator_pinv_is_the_pseudo_inverse() -> None:
+    c = CONFIGS[0]
+    fb = dsp.mel_basis_np(c)
+    np.testing.assert_allclose(operator.pinv_np(c), np.linalg.pinv(fb, rcond=operator.PINV_RCOND), atol=1e-10)
+    op = operator.MelOperator(c, dtype=torch.float64)
+    assert op.step == pytest.approx(1.0 / np.linalg.norm(fb[:, op.lo : op.hi], 2) ** 2, rel=1e-12)
+
+
+# ---------------------------------------------------------------------- threads on a busy machine
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def _load(monkeypatch: pytest.MonkeyPatch, load: float) -> None:
+    monkeypatch.delenv("MELINVERT_LOAD_AWARE_THREADS", raising=False)
+    monkeypatch.setattr(dsp.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(dsp.os, "cpu_count", lambda: 2)
+
+
+def test_busy_cpu_runs_on_one_thread_and_restores(monkeypatch: pytest.MonkeyPatch, two_threads: None) -> None:
+    _load(monkeypatch, 7.5)
+    with dsp.threads_for_load(torch.device("cpu")):
+        assert torch.get_num_threads() == 1
+        with dsp.threads_for_load(torch.device("cpu")):  # nested: the outer count is kept
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError, match="boom"), dsp.threads_for_load(torch.device("cpu")):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == 2
+
+
+def test_idle_cpu_and_other_devices_keep_their_threads(
+    monkeypatch: pytest.MonkeyPatch, two_threads: None
+) -> None:
+    _load(monkeypatch, 1.5)  # the caller's own work on an idle 2-core machine
+    with dsp.threads_for_load(torch.device("cpu")):
+        assert torch.get_num_threads() == 2
+    _load(monkeypatch, 7.5)
+    with dsp.threads_for_load(torch.device("cuda")):
+        assert torch.get_num_threads() == 2
+    monkeypatch.setenv("MELINVERT_LOAD_AWARE_THREADS", "0")  # the opt-out
+    with dsp.threads_for_load(torch.device("cpu")):
+        assert torch.get_num_threads() == 2
+
+
+def test_invert_on_a_busy_cpu_gives_the_same_audio(
+    monkeypatch: pytest.MonkeyPatch, two_threads: None
+) -> None:
+    cfg = melinvert.get_preset("hifigan-22k-80")
+    mel = melinvert.mel_spectrogram(harmonic_noise(cfg.sample_rate, 0.5, seed=3), cfg)
+    idle = melinvert.invert(mel, cfg, method="fast", seed=0)
+    _load(monkeypatch, 7.5)
+    seen = []
+    busy = melinvert.invert(
+        mel, cfg, method="fast", seed=0, callback=lambda p: seen.append(torch.get_num_threads())
+    )
+    assert set(seen) == {1}
+    assert torch.get_num_threads() == 2
+    np.testing.assert_allclose(busy, idle, rtol=0, atol=1e-12)  # float64: thread count does not matter
