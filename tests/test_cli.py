@@ -18,11 +18,15 @@ import torch
 import melinvert
 from melinvert import commands as cli
 from melinvert.config import PRESETS, MelConfig, get_preset
+from melinvert.engines import MANIFEST_NAME
 from melinvert.io import load_mel, save_mel
 
 
 def _files(folder: Path) -> list[str]:
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    """The files under ``folder``, less the run manifest every run over files keeps there."""
+    return sorted(
+        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_NAME
+    )
 
 
 def _one_error_line(err: str, match: str) -> None:
@@ -278,7 +282,9 @@ def test_mel_existing_output_needs_overwrite(run_cli, wav_file: Path, tmp_path: 
     out.write_bytes(b"precious")
     status, _, err = run_cli(*_mel_args(wav_file, out))
     assert status == 2
-    _one_error_line(err, "already exists; pass --overwrite")
+    _one_error_line(
+        err, "already exists and the run manifest has no record of melinvert making it; pass --overwrite"
+    )
     assert out.read_bytes() == b"precious" and not (tmp_path / "m.npy.json").exists()
     status, _, err = run_cli(*_mel_args(wav_file, out, "--overwrite"))
     assert status == 0, err

@@ -54,10 +54,10 @@ def test_invert_folder_mirrors_and_skips_finished(tmp_path: Path, run_cli) -> No
     assert (out / "x.wav").is_file() and (out / "sub" / "y.wav").is_file()
     before = (out / "x.wav").stat().st_mtime_ns
     status, _, err = run_cli(*args)
-    assert status == 0 and "skipping" in err
+    assert status == 0 and "skipped 2 files finished earlier" in err
     assert (out / "x.wav").stat().st_mtime_ns == before  # not overwritten unless asked
     status, _, err = run_cli(*args, "--overwrite")
-    assert status == 0 and "skipping" not in err
+    assert status == 0 and "finished earlier" not in err
 
 
 def test_invert_wrong_preset_is_one_line_and_writes_nothing(tmp_path: Path, run_cli) -> None:

@@ -21,6 +21,7 @@ import soundfile as sf
 import melinvert
 from melinvert import io as mio
 from melinvert.demo import speech_like
+from melinvert.engines import MANIFEST_NAME
 
 CFG = melinvert.get_preset("hifigan-22k-80")
 SRC = Path(melinvert.__file__).parent
@@ -339,7 +340,7 @@ def test_stale_temps_are_swept_live_ones_kept(tmp_path: Path, run_cli) -> None:
     status, _, err = run_cli("invert", src, "-o", out / "a.wav", *PRESET, "--method", "fast", "--quiet")
     assert status == 0, err
     assert not stale.exists() and live.exists() and other.exists()
-    assert sorted(p.name for p in out.iterdir()) == sorted(["a.wav", live.name, other.name])
+    assert sorted(p.name for p in out.iterdir()) == sorted(["a.wav", live.name, other.name, MANIFEST_NAME])
 
 
 class _Interrupting:
@@ -371,7 +372,7 @@ def test_interrupted_overwrite_keeps_the_complete_file(
     status, _, err = run_cli(*argv, "--overwrite", "--method", "nnls+pghi+fgla")
     assert status == 130 and "kept the complete" in err, err
     assert out.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "mels"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a.wav", "mels", MANIFEST_NAME])
     # a new output: the best estimate so far is written, with its marker
     status, _, err = run_cli("invert", src, "-o", tmp_path / "b.wav", *PRESET, "--quiet")
     assert status == 130 and "wrote the best estimate so far" in err

@@ -170,7 +170,7 @@ def test_bad_files_fail_alone_and_are_named(tmp_path: Path) -> None:
     reasons = {Path(src_).name: reason for src_, _, reason in summary.failed}
     assert set(reasons) == {"nan.npy", "empty.npy", "corrupt.npy", "mels60.npy", "pickle.npy"}
     assert "NaN" in reasons["nan.npy"] and "empty" in reasons["empty.npy"]
-    assert "n_mels=80" in reasons["mels60.npy"] and "not a readable" in reasons["corrupt.npy"]
+    assert "n_mels=80" in reasons["mels60.npy"] and "is not a .npy file" in reasons["corrupt.npy"]
     assert all("\n" not in r and "Traceback" not in r for r in reasons.values())
     assert sorted(_outputs(tmp_path / "out")) == ["m00.wav", "m01.wav", "m02.wav"]
     records, torn = read_manifest(tmp_path / "out" / "melinvert-manifest.jsonl")

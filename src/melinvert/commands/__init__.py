@@ -28,7 +28,9 @@ ones that compute) gets torch's thread count set once, here, before it runs
 Nothing in this package imports torch at import time: ``melinvert --version`` and ``--help``
 stay fast; each command imports the library it needs when it runs.
 
-Exit statuses: 0 success, 2 bad input or usage (a write failure included), 130 interrupted
+Exit statuses: 0 success, 2 bad input or usage (a write failure included; for ``invert`` and
+``mel``, the failure of the only input file), 3 some files of a run over several failed
+(``invert``, ``mel``: each named at the end), 130 interrupted
 (Ctrl-C), 143 terminated (SIGTERM, handled as Ctrl-C: ``invert`` writes its best estimate
 with a ``.partial`` marker, ``train`` saves a checkpoint, ``bench`` writes its page), 1
 internal error (a bug: one line, the traceback with ``MELINVERT_DEBUG=1``).
@@ -151,8 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Turn mel spectrograms of any convention back into audio.",
         epilog="examples:\n" + "\n".join(f"  {e}" for e in examples) + "\n\n"
-        "'melinvert COMMAND --help' explains each command. Exit status: 0 ok, 2 bad input or usage, "
-        "130 interrupted, 1 internal error (MELINVERT_DEBUG=1 shows the traceback).",
+        "'melinvert COMMAND --help' explains each command. Exit status: 0 ok; 2 bad input or usage "
+        "(nothing ran, or the only input file failed); 3 some files of a run over several failed (each "
+        "named at the end, the others done); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM); 1 "
+        "internal error (MELINVERT_DEBUG=1 shows the traceback).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")

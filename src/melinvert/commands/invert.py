@@ -1,4 +1,9 @@
-"""``melinvert invert``: mel files or folders -> audio, streamed block by block."""
+"""``melinvert invert``: mel files or folders -> audio.
+
+Many files go through the dataset engines (batched across files on every core, or on Ray);
+a long mel (more than one block of the pipeline) or a lone file is streamed block by block
+into its WAV in bounded memory, and Ctrl-C or SIGTERM then keeps the best estimate with a
+``.partial`` marker. Both share the run manifest and claims (:mod:`.dataset`)."""
 
 from __future__ import annotations
 
@@ -6,11 +11,10 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MelinvertError, check
+from ..errors import check
 from .common import (
     Command,
     Console,
-    Progress,
     add_config_options,
     add_device,
     add_inputs,
@@ -22,29 +26,28 @@ from .common import (
     add_threads,
     config_from_args,
     partial_marker,
-    speed,
 )
+from .dataset import add_engine_options, check_engine, run_files
 
 if TYPE_CHECKING:
     from ..config import MelConfig
+    from ..engines.base import Job
     from ..io import AudioWriter
+
+#: Frames of one block of :func:`melinvert.pipeline.invert_blocks` (its default): a longer mel
+#: is streamed alone, block by block, instead of batched with other files.
+BLOCK_FRAMES = 2048
 
 
 def _invert_one(
-    src: Path,
-    dst: Path,
-    cfg: MelConfig,
-    args: argparse.Namespace,
-    progress: Progress,
-    ui: Console,
-    announce: str | None = None,
-) -> None:
-    """Stream one mel file's inversion into ``dst`` through :class:`~melinvert.io.AudioWriter`;
-    ``announce`` (the method spelled out) is noted once the mel has been read and checked.
+    src: Path, dst: Path, cfg: MelConfig, args: argparse.Namespace, report: Any, ui: Console
+) -> tuple[float, list[str]]:
+    """Stream one mel file's inversion into ``dst`` through :class:`~melinvert.io.AudioWriter`.
 
-    On Ctrl-C or SIGTERM the best estimate so far is written, with a ``DST.partial`` marker
-    beside it, unless ``dst`` holds a complete earlier output (``--overwrite``): that one is
-    better than a partial estimate and stays.
+    Returns the audio seconds written and the writer's notices. On Ctrl-C or SIGTERM the best
+    estimate so far is written, with a ``DST.partial`` marker beside it, and
+    :class:`~melinvert.engines.stream.PartialWritten` raised, unless ``dst`` holds a complete
+    earlier output (``--overwrite``): that one is better than a partial estimate and stays.
     """
     from ..io import AudioWriter, load_mel
     from ..pipeline import invert_blocks
@@ -55,8 +58,7 @@ def _invert_one(
         f"{str(src)!r} holds a batch of {mel.shape[0]} mels; split it into files, or use the Python API "
         "(melinvert.invert handles batches)",
     )
-    if announce:
-        ui.note(announce)
+    position = _Position(report)
     stream = invert_blocks(
         mel,
         cfg,
@@ -64,25 +66,43 @@ def _invert_one(
         n_iter=args.iters,
         seed=args.seed,
         device=args.device,
-        callback=progress.callback,
+        callback=position.callback,
         model=args.model,
         strict_range=args.strict_range,
     )
     replaces_complete = dst.exists() and not partial_marker(dst).exists()
-    # cmd_invert checked every output against every input before any work: only src is left
+    # the run claimed dst and judged it (to make, or to replace with --overwrite): only src is protected
     writer = AudioWriter(dst, cfg.sample_rate, args.subtype, overwrite=True, protect=[src])
     with writer:
         try:
-            _write_blocks(stream, writer, cfg, progress)
+            _write_blocks(stream, writer, cfg, position)
         except KeyboardInterrupt:
             _keep_partial(stream, writer, src, cfg, ui, replaces_complete)
             raise
-    for n in writer.notices:
-        ui.note(n)
     partial_marker(dst).unlink(missing_ok=True)
+    return writer.frames / cfg.sample_rate, writer.notices
 
 
-def _write_blocks(stream: Any, writer: AudioWriter, cfg: MelConfig, progress: Progress) -> None:
+class _Position:
+    """Audio seconds made so far in the file in hand, moved by whole blocks and by the
+    pipeline's progress within a block; each move is reported to the run's progress bar."""
+
+    def __init__(self, report: Any):
+        self.report = report
+        self.done_s = 0.0  # audio seconds finished (whole blocks)
+        self.block_s = 0.0  # audio seconds of the block in hand
+
+    def callback(self, p: Any) -> bool:
+        """A :class:`melinvert.stage.Progress` event: move through the block."""
+        self.report(self.done_s + self.block_s * min(1.0, p.done / max(p.planned, 1)))
+        return False
+
+    def advance(self, seconds: float) -> None:
+        self.done_s += seconds
+        self.report(self.done_s)
+
+
+def _write_blocks(stream: Any, writer: AudioWriter, cfg: MelConfig, progress: _Position) -> None:
     """Write each block of ``stream`` as it comes, moving the progress bar."""
     hop_s = cfg.hop_length / cfg.sample_rate
     block_frames = stream.block_frames
@@ -98,7 +118,9 @@ def _keep_partial(
     stream: Any, writer: AudioWriter, src: Path, cfg: MelConfig, ui: Console, replaces_complete: bool
 ) -> None:
     """After an interrupt: publish the best estimate so far with its ``.partial`` marker (the
-    marker first, so that a kill in between leaves a file a rerun redoes)."""
+    marker first, so that a kill in between leaves a file a rerun redoes) and raise
+    :class:`~melinvert.engines.stream.PartialWritten`; return when nothing was published."""
+    from ..engines.stream import PartialWritten
     from ..io import write_text
 
     dst = writer.path
@@ -116,11 +138,10 @@ def _keep_partial(
         return
     write_text(partial_marker(dst), "interrupted; rerun to finish\n", overwrite=True)
     writer.commit()
-    for n in writer.notices:
-        ui.note(n)
     ui.note(
         f"interrupted: wrote the best estimate so far to {dst} ({done}); rerun the same command to finish it"
     )
+    raise PartialWritten(writer.frames / cfg.sample_rate, writer.notices)
 
 
 def _recorded_config(paths: list[Path], ui: Console) -> MelConfig:
@@ -152,59 +173,79 @@ def _recorded_config(paths: list[Path], ui: Console) -> MelConfig:
 
 
 def cmd_invert(args: argparse.Namespace, ui: Console) -> int:
-    """Mel files or folders -> audio files; finished outputs are skipped on a rerun."""
-    from ..io import AUDIO_EXTENSIONS, READ_MEL_EXTENSIONS, check_output, plan_outputs
+    """Mel files or folders -> WAV files through the dataset engines (see
+    :mod:`melinvert.commands.dataset`): files known finished are skipped on a rerun."""
+    from ..engines import plan_jobs
+    from ..engines.tasks import InvertTask
+    from ..io import AUDIO_EXTENSIONS, READ_MEL_EXTENSIONS
     from ..pipeline import parse_method
 
-    cfg = config_from_args(args)
-    plan_ = parse_method(args.method, args.iters)  # fail fast on a bad name
-    plan = plan_outputs(
+    check_engine(args)
+    spelled = parse_method(args.method, args.iters).spelled  # a bad method fails here, before any file
+    jobs = plan_jobs(
         args.inputs, args.output, ".wav", extensions=READ_MEL_EXTENSIONS, file_suffixes=AUDIO_EXTENSIONS
     )
+    cfg = config_from_args(args)
     if cfg is None:
-        cfg = _recorded_config([src for src, _ in plan], ui)
-    inputs = [i for i, _ in plan]
-    todo = []
-    for src, dst in plan:
-        if dst.exists() and not args.overwrite and not partial_marker(dst).exists():
-            ui.note(f"skipping {src}: {dst} exists (finished earlier; --overwrite to redo it)")
-            continue
-        check_output(dst, overwrite=True, protect=inputs)
-        todo.append((src, dst))
-    if not todo:
-        return 0
-    total = 0.0
-    for src, _ in todo:
-        total += _mel_seconds(src, cfg, args.layout)
-    progress = Progress(total, len(todo), enabled=not args.quiet)
-    announce: str | None = f"method {args.method}: {plan_.spelled}"  # what 'gla' alone means
+        cfg = _recorded_config([j.input for j in jobs], ui)
+    ui.note(f"method {args.method}: {spelled}")  # what 'gla' alone means
+    task = InvertTask(
+        cfg,
+        method=args.method,
+        n_iter=args.iters,
+        seed=args.seed,
+        layout=args.layout,
+        subtype=args.subtype,
+        device=args.device,
+        model=args.model,
+        strict_range=args.strict_range,
+    )
+
+    def alone(job: Job) -> bool:  # longer than one block: streamed in bounded memory
+        frames = mel_frames(job.input, cfg.n_mels, args.layout)
+        return frames is not None and frames > BLOCK_FRAMES
+
+    def make(job: Job, report: Any) -> tuple[float, list[str]]:
+        return _invert_one(job.input, job.output, cfg, args, report, ui)
+
+    return run_files(args, ui, jobs, task, alone=alone, make=make, what="inverting")
+
+
+def mel_frames(path: Path, n_mels: int, layout: str) -> int | None:
+    """Frames of a ``.npy`` or ``.npz`` mel from its array header alone (no data read); None
+    when it cannot be told cheaply (``.pt``, a batch, an unreadable file: the run reports it)."""
+    import zipfile
+
+    import numpy as np
+
+    fmt = np.lib.format
+
+    def header(f: Any) -> tuple[int, ...]:
+        version = fmt.read_magic(f)
+        read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+        return tuple(read(f)[0])
+
     try:
-        for src, dst in todo:
-            _invert_one(src, dst, cfg, args, progress, ui, announce)
-            announce = None
-            progress.file_done()
-    finally:
-        progress.close()
-    for src, dst in todo:
-        ui.out(f"{src} -> {dst}")
-    wall = progress.time() - progress.t0
-    if total > 0:
-        ui.out(
-            f"{len(todo)} file{'s' if len(todo) > 1 else ''}, {total:.1f} s of audio in {wall:.1f} s: {speed(wall, total)}"
-        )
-    return 0
-
-
-def _mel_seconds(path: Path, cfg: MelConfig, layout: str) -> float:
-    """Audio seconds a mel file will give (for the progress bar); 0 if it cannot be told cheaply."""
-    from ..io import read_mel_file, to_mels_first
-
-    try:
-        arr, _ = read_mel_file(path)
-        mel, _ = to_mels_first(arr, n_mels=cfg.n_mels, layout=layout, source=str(path))
-    except MelinvertError:
-        return 0.0  # the real read reports the problem
-    return cfg.n_samples(max(mel.shape[-1], cfg.min_frames)) / cfg.sample_rate
+        ext = path.suffix.lower()
+        if ext == ".npy":
+            with open(path, "rb") as f:
+                shape = header(f)
+        elif ext == ".npz":
+            with zipfile.ZipFile(path) as z:
+                names = [n for n in z.namelist() if n != "config_json.npy"]
+                if len(names) != 1 and "mel.npy" not in names:
+                    return None
+                with z.open(names[0] if len(names) == 1 else "mel.npy") as f:
+                    shape = header(f)
+        else:
+            return None
+    except Exception:  # any unreadable header: the run reads the file and names the problem
+        return None
+    if len(shape) != 2:
+        return None
+    if layout == "time-first" or (layout == "auto" and shape[1] == n_mels and shape[0] != n_mels):
+        return int(shape[0])
+    return int(shape[1])
 
 
 COMMAND = Command(
@@ -220,6 +261,7 @@ COMMAND = Command(
         add_subtype,
         add_overwrite,
         add_device,
+        add_engine_options,
         add_threads,
     ),
     description="Turn mel files (or folders of them) back into audio (.wav, or .flac/.ogg when the "
@@ -229,5 +271,6 @@ COMMAND = Command(
         "melinvert invert speech.npy -o speech.wav --preset hifigan-22k-80",
         "melinvert invert mels/ -o wavs/ --preset vocos-24k-100 --method fast",
         "melinvert invert feats/ -o wavs/ --preset pwg-22k-80 --stats stats.npy --layout time-first",
+        "melinvert invert mels/ -o wavs/ --preset hifigan-22k-80 --workers 4 --ray=auto",
     ),
 )

@@ -181,6 +181,10 @@ class RunSummary:
     audio_s: float = 0.0
     wall_s: float = 0.0
     interrupted: str | None = None  # "SIGINT" or "SIGTERM"
+    #: ``(input, output)`` of every file made by this run, in the order they were finished.
+    made: list[tuple[Path, Path]] = dataclasses.field(default_factory=list)
+    #: Notices of the files made (clipping, resampling, clamping), one line each.
+    notices: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def status(self) -> str:

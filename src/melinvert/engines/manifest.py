@@ -6,7 +6,7 @@ Three parts, used by every engine (and meant for every command that writes files
   JSON object per line and per file, appended with ``O_APPEND`` and ``fsync``-ed per record,
   so that ``kill -9`` loses at most the record in flight; reading skips a torn line. A record::
 
-      {"v": 1, "status": "ok" | "failed" | "skipped", "input": ..., "output": ...,
+      {"v": 1, "status": "ok" | "failed" | "skipped" | "partial", "input": ..., "output": ...,
        "audio_s": 2.0, "wall_s": 0.31, "error": null, "notices": [], "run": "3f2a...",
        "time": "2025-01-01T12:00:00Z",
        "provenance": {"input": "/abs/in.npy", "size": 1234, "mtime_ns": ..., "head_tail": "b2...",
@@ -23,6 +23,8 @@ Three parts, used by every engine (and meant for every command that writes files
   time or a hash of its first and last MiB) with this task (method, config, seed, format: a
   digest) and the file is still the one written. An output from another input, another task,
   or without a record is refused with a one-line reason, or redone with ``overwrite`` (which redoes every output).
+  A ``partial`` record (an interrupted best estimate a streamed job published at its output)
+  makes the next run from the same input redo that output.
 """
 
 from __future__ import annotations
@@ -145,6 +147,7 @@ class Manifest:
         self._fd: int | None = None
         self._offset = 0
         self._ok: dict[str, dict[str, Any]] = {}
+        self._partial: dict[str, dict[str, Any]] = {}
         self.torn = 0
         self._lock = threading.Lock()
 
@@ -219,8 +222,13 @@ class Manifest:
                 try:
                     rec = json.loads(line)
                     prov = rec.get("provenance") or {}
-                    if rec.get("status") == "ok" and prov.get("output"):
-                        self._ok[_key(prov["output"])] = rec
+                    if rec.get("status") in ("ok", "partial") and prov.get("output"):
+                        key = _key(prov["output"])
+                        mine, other = (
+                            (self._ok, self._partial) if rec["status"] == "ok" else (self._partial, self._ok)
+                        )
+                        mine[key] = rec
+                        other.pop(key, None)  # the newer record of the output decides
                 except (ValueError, AttributeError):
                     self.torn += 1
             self._offset += end
@@ -229,6 +237,12 @@ class Manifest:
         """The newest ``ok`` record for ``output``, after reading what other runs appended."""
         self.refresh()
         return self._ok.get(_key(output))
+
+    def last_partial(self, output: str | os.PathLike) -> dict[str, Any] | None:
+        """The ``partial`` record of ``output`` (an interrupted best estimate left there), if it is
+        newer than its last ``ok`` record."""
+        self.refresh()
+        return self._partial.get(_key(output))
 
 
 # ---------------------------------------------------------------------- claims
@@ -368,7 +382,13 @@ def acquire_claim(output: Path, run_id: str) -> Claim | dict[str, Any]:
         except OSError as e:
             raise MelinvertError(f"cannot write to folder {str(path.parent)!r}: {e.strerror}") from None
         holder = {"pid": os.getpid(), "host": _HOST, "start": time.time(), "run": run_id, "token": token}
-        os.write(fd, (json.dumps(holder) + "\n").encode())
+        try:
+            os.write(fd, (json.dumps(holder) + "\n").encode())
+        except OSError as e:  # a full disk: the claim file was created but cannot say whose it is
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise MelinvertError(f"cannot write to folder {str(path.parent)!r}: {e.strerror}") from None
         os.close(fd)
         return Claim(path, token, taken_over)
     raise MelinvertError(f"cannot claim {str(output)!r}: its claim file {str(path)!r} keeps changing")
@@ -498,10 +518,33 @@ class Ledger:
         rec = self.manifest.last_ok(out)
         if rec is not None and self._vouches(rec, job):
             return ""
+        part = self.manifest.last_partial(out)
+        if part is not None:
+            return self._judge_partial(job, part)
         dead = claim.taken_over
         if dead is not None and dead.get("making") and (rec is None or rec.get("run") != dead.get("run")):
             return None  # a killed run was (re)making it: finish its work
         return self._refusal(job, rec) + "; pass --overwrite to replace it"
+
+    def _judge_partial(self, job: Job, rec: dict[str, Any]) -> str | None:
+        """An interrupted best estimate at the output: finish it (None) when it came from this
+        input (any recipe: it is redone), else the reason to refuse it."""
+        p = rec.get("provenance") or {}
+        out = str(job.output)
+        try:
+            untouched = _same_content(
+                job.output, int(p["output_size"]), int(p["output_mtime_ns"]), p.get("output_head_tail")
+            )
+        except (KeyError, TypeError, ValueError):
+            untouched = False
+        if not untouched:
+            return f"output {out!r} was changed after melinvert wrote a partial estimate there; pass --overwrite to replace it"
+        if p.get("input") == os.path.abspath(job.input):
+            return None
+        return (
+            f"output {out!r} holds an interrupted estimate made from {p.get('input')!r}, not "
+            f"{str(job.input)!r}; pass --overwrite to replace it"
+        )
 
     def _vouches(self, rec: dict[str, Any], job: Job) -> bool:
         p = rec.get("provenance") or {}
@@ -519,7 +562,7 @@ class Ledger:
     def _refusal(self, job: Job, rec: dict[str, Any] | None) -> str:
         out = str(job.output)
         if rec is None:
-            return f"output {out!r} exists but the run manifest has no record of melinvert making it"
+            return f"output {out!r} already exists and the run manifest has no record of melinvert making it"
         p = rec.get("provenance") or {}
         same_input = _same_content(job.input, p.get("size", -1), p.get("mtime_ns", -1), p.get("head_tail"))
         if same_input and p.get("task_digest") != self.digest:
@@ -573,6 +616,42 @@ class Ledger:
         ``output_fp`` is the output's :func:`fingerprint` when the writer took it (on another
         node); by default it is taken here.
         """
+        self._record_made(
+            job, "ok", input_fp, audio_s=audio_s, wall_s=wall_s, notices=notices, output_fp=output_fp
+        )
+        with self._lock:
+            self.summary.done += 1
+            self.summary.audio_s += audio_s
+            self.summary.made.append((job.input, job.output))
+            self.summary.notices.extend(notices)
+            claim = self.claims.pop(job, None)
+        if claim is not None:
+            claim.release()
+
+    def finish_partial(
+        self, job: Job, input_fp: dict[str, Any], *, audio_s: float, wall_s: float, notices: list[str]
+    ) -> None:
+        """Record an interrupted best estimate published at the output (with its provenance: the
+        next run finishes it when it comes from the same input), then release its claim."""
+        with contextlib.suppress(MelinvertError, OSError):
+            self._record_made(job, "partial", input_fp, audio_s=audio_s, wall_s=wall_s, notices=notices)
+        with self._lock:
+            self.summary.notices.extend(notices)
+            claim = self.claims.pop(job, None)
+        if claim is not None:
+            claim.release()
+
+    def _record_made(
+        self,
+        job: Job,
+        status: str,
+        input_fp: dict[str, Any],
+        *,
+        audio_s: float,
+        wall_s: float,
+        notices: list[str],
+        output_fp: dict[str, Any] | None = None,
+    ) -> None:
         out_fp = output_fp if output_fp is not None else fingerprint(job.output)
         prov = {
             "input": os.path.abspath(job.input),
@@ -585,13 +664,7 @@ class Ledger:
             "task_digest": self.digest,
             "melinvert": self.version,
         }
-        self._record(job, "ok", audio_s=audio_s, wall_s=wall_s, provenance=prov, notices=notices)
-        with self._lock:
-            self.summary.done += 1
-            self.summary.audio_s += audio_s
-            claim = self.claims.pop(job, None)
-        if claim is not None:
-            claim.release()
+        self._record(job, status, audio_s=audio_s, wall_s=wall_s, provenance=prov, notices=notices)
 
     def finish_failed(self, job: Job, reason: str, *, wall_s: float | None = None) -> None:
         """Record a failed or refused file with its one-line reason; release its claim."""

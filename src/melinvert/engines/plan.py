@@ -107,7 +107,12 @@ def _identity(path: str) -> tuple[int, int] | None:
 
 
 def plan_jobs(
-    inputs: Sequence[PathLike], out: PathLike, suffix: str, *, extensions: Iterable[str]
+    inputs: Sequence[PathLike],
+    out: PathLike,
+    suffix: str,
+    *,
+    extensions: Iterable[str],
+    file_suffixes: Iterable[str] = (),
 ) -> list[Job]:
     """Map input files and folders to output paths, checking the plan in linear time.
 
@@ -124,6 +129,8 @@ def plan_jobs(
         The output extension, e.g. ``".wav"``.
     extensions : iterable of str
         Input extensions picked up in folders.
+    file_suffixes : iterable of str
+        Other extensions a single named output may have (``.flac``, ``.ogg`` for audio).
 
     Returns
     -------
@@ -147,16 +154,21 @@ def plan_jobs(
         and not out_s.endswith(("/", os.sep))
         and out_p.suffix != ""
     )
+    allowed = {suffix.lower(), *(x.lower() for x in file_suffixes)}
     if single:
         check(
-            out_p.suffix.lower() == suffix.lower(),
-            f"output {out_s!r} should end in {suffix} (or name a folder, ending in '/')",
+            out_p.suffix.lower() in allowed,
+            f"output {out_s!r} should end in {' or '.join(sorted(allowed))} (or name a folder, ending in '/')",
         )
         outputs = [out_s]
     else:
         check(
             not (out_p.exists() and not out_p.is_dir()),
             f"output {out_s!r} is a file; with these inputs it must be a folder",
+        )
+        check(
+            out_p.is_dir() or out_p.suffix.lower() not in allowed,
+            f"output {out_s!r} names one file but the inputs give {len(found)} files; give a folder",
         )
         outputs = [
             os.path.join(out_s, os.path.splitext(rel if rel is not None else os.path.basename(f))[0] + suffix)

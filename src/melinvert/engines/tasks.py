@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -76,8 +77,9 @@ class InvertTask(Task):
     ----------
     config : MelConfig or str
         The mels' config (files recording another config are refused, one by one).
-    method, n_iter, seed, model :
-        As :func:`melinvert.invert` (``model`` a path: it is loaded once per worker).
+    method, n_iter, seed, model, strict_range :
+        As :func:`melinvert.invert` (``model`` a path or a sequence of paths: loaded once per
+        worker).
     layout : {"auto", "mels-first", "time-first"}
         How the files store their axes.
     subtype : {"PCM_16", "PCM_24", "FLOAT"}
@@ -98,7 +100,8 @@ class InvertTask(Task):
         layout: str = "auto",
         subtype: str = "PCM_16",
         device: str | None = None,
-        model: str | os.PathLike | None = None,
+        model: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        strict_range: bool = False,
     ):
         from ..pipeline import parse_method
 
@@ -106,13 +109,23 @@ class InvertTask(Task):
         parse_method(method, n_iter)  # a bad name fails before any file
         self.method, self.n_iter, self.seed = method, n_iter, seed
         self.layout, self.subtype, self.device = layout, subtype, device
-        self.model = None if model is None else os.fspath(model)
+        self.strict_range = strict_range
+        if model is None or isinstance(model, (str, os.PathLike)):
+            self.model: str | list[str] | None = None if model is None else os.fspath(model)
+        else:
+            self.model = [os.fspath(m) for m in model]
 
     def describe(self) -> dict[str, Any]:
-        model = None
+        model: Any = None
         if self.model is not None:
-            st = os.stat(self.model)
-            model = {"path": os.path.abspath(self.model), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+            paths = [self.model] if isinstance(self.model, str) else self.model
+            model = []
+            for path in paths:
+                try:
+                    st = os.stat(path)
+                except OSError as e:
+                    raise MelinvertError(f"cannot read model {path!r}: {e.strerror}") from None
+                model.append({"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
         return {
             "task": self.name,
             "config": self.config.to_dict(),
@@ -155,14 +168,18 @@ class InvertTask(Task):
             seed=self.seed,
             device=self.device,
             model=self.model,
+            strict_range=self.strict_range,
         )
 
     def write(self, job: Job, output: np.ndarray) -> list[str]:
         from ..io import save_audio
 
-        return save_audio(
+        notices = save_audio(
             job.output, output, self.config.sample_rate, self.subtype, overwrite=True, protect=[job.input]
         )
+        # the output is complete: the marker of an interrupted best estimate left there goes
+        Path(f"{job.output}.partial").unlink(missing_ok=True)
+        return notices
 
     def item_bytes(self, item: np.ndarray) -> int:
         # several complex spectra (n_fft // 2 + 1, frames) and audio-sized buffers per item
@@ -186,14 +203,30 @@ class MelTask(Task):
         How to store the axes.
     device : str, optional
         Where to compute.
+    replace_sidecars : bool
+        Replace a ``.npy`` output's ``PATH.json`` sidecar that exists without its mel file
+        (``--overwrite``); by default such a file is refused. A sidecar beside an output being
+        remade is always replaced with it.
     """
 
     name = "mel"
 
-    def __init__(self, config: MelConfig | str, *, layout: str = "mels-first", device: str | None = None):
+    def __init__(
+        self,
+        config: MelConfig | str,
+        *,
+        layout: str = "mels-first",
+        device: str | None = None,
+        replace_sidecars: bool = False,
+    ):
         check(layout in ("mels-first", "time-first"), f"{layout=} must be 'mels-first' or 'time-first'")
         self.config = resolve_config(config)
         self.layout, self.device = layout, device
+        self.replace_sidecars = replace_sidecars
+        self._notices: dict[Path, list[str]] = {}  # load's notices, until the job's write
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_notices": {}}
 
     def describe(self) -> dict[str, Any]:
         return {"task": self.name, "config": self.config.to_dict(), "layout": self.layout}
@@ -204,13 +237,15 @@ class MelTask(Task):
     def load(self, job: Job) -> np.ndarray:
         from ..io import load_audio
 
-        y, sr, _ = load_audio(job.input, self.config.sample_rate)
+        y, sr, notices = load_audio(job.input, self.config.sample_rate)
         c = self.config
         check(
             y.shape[0] >= c.min_samples,
             f"{str(job.input)!r} has {y.shape[0]} samples at {sr} Hz, fewer than the {c.min_samples} one "
             f"frame needs (n_fft={c.n_fft}, padding={c.padding})",
         )
+        if notices:
+            self._notices[job.input] = notices
         return y
 
     def process(self, items: list[np.ndarray]) -> list[np.ndarray]:
@@ -219,8 +254,12 @@ class MelTask(Task):
     def write(self, job: Job, output: np.ndarray) -> list[str]:
         from ..io import save_mel
 
-        save_mel(job.output, output, self.config, overwrite=True, layout=self.layout, protect=[job.input])
-        return []
+        # the engine judged the output (known finished, refused or to make): a sidecar alone is not
+        overwrite = self.replace_sidecars or os.path.lexists(job.output)
+        save_mel(
+            job.output, output, self.config, overwrite=overwrite, layout=self.layout, protect=[job.input]
+        )
+        return self._notices.pop(job.input, [])
 
     def item_bytes(self, item: np.ndarray) -> int:
         return int(item.nbytes) * 16
