@@ -391,9 +391,12 @@ def test_presets_table_keeps_parentheses_whole(run_cli) -> None:
 def test_cli_messages_use_cli_spellings(tmp_path: Path, speech_wav: Path, run_cli) -> None:
     out = tmp_path / "m.npy"
     assert run_cli("mel", speech_wav, "-o", out, *PRESET)[0] == 0
-    status, _, err = run_cli("mel", speech_wav, "-o", out, *PRESET)
+    assert run_cli("mel", speech_wav, "-o", out, *PRESET)[0] == 0  # known finished: skipped
+    other = tmp_path / "other.npy"
+    np.save(other, np.zeros((80, 4), np.float32))  # an output melinvert did not make
+    status, _, err = run_cli("mel", speech_wav, "-o", other, *PRESET)
     assert status == 2
-    _one_error(err, "already exists; pass --overwrite to replace it")
+    _one_error(err, "pass --overwrite to replace it")
     assert "overwrite=True" not in err
     with pytest.raises(MelinvertError, match="pass overwrite=True"):  # the API keeps its own
         melinvert.save_mel(out, np.load(out), CFG)

@@ -178,6 +178,7 @@ def cmd_invert(args: argparse.Namespace, ui: Console) -> int:
     from ..engines import plan_jobs
     from ..engines.tasks import InvertTask
     from ..io import AUDIO_EXTENSIONS, READ_MEL_EXTENSIONS
+    from .. import registry
     from ..pipeline import parse_method
 
     check_engine(args)
@@ -188,7 +189,8 @@ def cmd_invert(args: argparse.Namespace, ui: Console) -> int:
     cfg = config_from_args(args)
     if cfg is None:
         cfg = _recorded_config([j.input for j in jobs], ui)
-    ui.note(f"method {args.method}: {spelled}")  # what 'gla' alone means
+    if spelled != args.method and args.method not in registry.pipelines():
+        ui.note(f"method {args.method}: {spelled}")  # what 'gla' alone means
     task = InvertTask(
         cfg,
         method=args.method,

@@ -158,7 +158,8 @@ def plan_jobs(
     if single:
         check(
             out_p.suffix.lower() in allowed,
-            f"output {out_s!r} should end in {' or '.join(sorted(allowed))} (or name a folder, ending in '/')",
+            f"output {out_s!r} should end in {' or '.join(dict.fromkeys([suffix, *file_suffixes]))} "
+            "(or name a folder, ending in '/')",
         )
         outputs = [out_s]
     else:
