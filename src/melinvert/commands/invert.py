@@ -175,10 +175,10 @@ def _recorded_config(paths: list[Path], ui: Console) -> MelConfig:
 def cmd_invert(args: argparse.Namespace, ui: Console) -> int:
     """Mel files or folders -> WAV files through the dataset engines (see
     :mod:`melinvert.commands.dataset`): files known finished are skipped on a rerun."""
+    from .. import registry
     from ..engines import plan_jobs
     from ..engines.tasks import InvertTask
     from ..io import AUDIO_EXTENSIONS, READ_MEL_EXTENSIONS
-    from .. import registry
     from ..pipeline import parse_method
 
     check_engine(args)
