@@ -121,8 +121,9 @@ def sharpen_mel(
     below that axis's target, the log-mel gets the unsharp mask ``L + a (L - [1/4, 1/2, 1/4] *
     L)`` with the amount ``a`` in ``[0, max_amount]`` that brings the roughness to the target
     (``steps`` bisection steps, per item); otherwise it is left as it is. Cells at the floor
-    (1e-7 of the peak) stay as given. Returns the linear mel, same shape and dtype; an item
-    at or above both targets is returned unchanged.
+    (1e-7 of the peak) stay as given, and a sharpened item is scaled back to the energy it was
+    given (its level). Returns the linear mel, same shape and dtype; an item at or above both
+    targets is returned unchanged.
     """
     _check_linear(mel, config)
     check(
@@ -148,7 +149,13 @@ def sharpen_mel(
             hi = torch.where(short, hi, mid)
         log = _unsharp(log, torch.where(before < target, lo, torch.zeros_like(lo)), dim)
         changed |= before < target
-    return torch.where(changed.view(-1, 1, 1) & (mel > floor), torch.exp(log), mel)
+    keep = changed.view(-1, 1, 1) & (mel > floor)
+    sharp = torch.where(keep, torch.exp(log), torch.zeros_like(mel))
+    # the same energy as given: unsharp masking in the log domain lifts the peaks, so the level
+    # would rise (measured +5 dB on a blur of a frame and 0.7 bin, and DNSMOS -0.15 for it)
+    given = torch.where(keep, mel, torch.zeros_like(mel)).sum(dim=(-2, -1), keepdim=True)
+    gain = given / sharp.sum(dim=(-2, -1), keepdim=True).clamp_min(torch.finfo(mel.dtype).tiny)
+    return torch.where(keep, sharp * gain, mel)
 
 
 def sharpened_nnls(mel: torch.Tensor, config: MelConfig, *, n_iter: int | None = None) -> torch.Tensor:
