@@ -30,9 +30,25 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
 from .errors import MelinvertError, check
+
+
+class _LazyTorch:
+    """``torch``, imported on first use: reading configs and presets does not pay its import."""
+
+    def __getattr__(self, name: str) -> Any:
+        import torch as _torch
+
+        value = getattr(_torch, name)
+        setattr(self, name, value)
+        return value
+
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = _LazyTorch()
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Compression

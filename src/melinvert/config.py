@@ -20,14 +20,19 @@ import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from .codecs import WHISPER_RANGE as WHISPER_RANGE  # re-exported: it lived here
 from .codecs import Codec, RangeReport, check_range, codec_class
+from .codecs import torch as _torch_lazy
 from .errors import MelinvertError, check
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = _torch_lazy  # imported on first use (reading presets does not pay torch's import)
 
 CONFIG_FORMAT_VERSION = 1
 
