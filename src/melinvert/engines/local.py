@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import pickle
 import signal
 import threading
 import time
@@ -79,12 +78,11 @@ def _watch_parent(parent: int) -> None:
     os._exit(1)  # the run was killed: do not linger
 
 
-def _worker_init(blob: bytes, threads: int, parent: int) -> None:
+def _worker_init(task: Task, threads: int, parent: int) -> None:
     global _TASK
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides how to stop
     set_threads(threads)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    task = pickle.loads(blob)
     task.setup()
     _TASK = task
 
@@ -119,7 +117,7 @@ class _Pool:
         import multiprocessing
 
         self.slots = workers + 1  # one batch queued behind the running ones keeps workers busy
-        self._args = (pickle.dumps(task), threads, os.getpid())
+        self._args = (task, threads, os.getpid())  # the pool pickles it for each worker
         self._workers = workers
         self._ctx = multiprocessing.get_context("spawn")
         self.pool = self._start()

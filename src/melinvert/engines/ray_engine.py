@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import pickle
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -44,11 +43,11 @@ def _require_ray() -> Any:
 class _Actor:
     """One Ray actor: the task set up once; batches of jobs loaded, processed, written."""
 
-    def __init__(self, blob: bytes, threads: int):
+    def __init__(self, task: Task, threads: int):
         from .local import set_threads
 
         set_threads(threads)
-        self.task: Task = pickle.loads(blob)
+        self.task = task
         self.task.setup()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
@@ -93,17 +92,6 @@ class _Actor:
             return {"status": "failed", "error": one_line(e)}
 
 
-def _dumps(task: Task) -> bytes:
-    """The task for the actors: by value (Ray's cloudpickle), so a task class defined in the
-    driver's script reaches workers that cannot import that script."""
-    try:
-        from ray import cloudpickle
-
-        return cloudpickle.dumps(task)
-    except ImportError:
-        return pickle.dumps(task)
-
-
 def _stat(path: os.PathLike) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -127,7 +115,7 @@ def _pipeline(ray: Any, todo: list[Job], task: Task, *, actors: int | None, batc
     )
     ds = ds.map_batches(
         _Actor,
-        fn_constructor_args=(_dumps(task), threads),
+        fn_constructor_args=(task, threads),  # Ray's cloudpickle carries it (by value for __main__)
         batch_size=batch or 16,
         compute=ray.data.ActorPoolStrategy(size=size),
         num_cpus=0 if gpus else threads,
