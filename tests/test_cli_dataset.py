@@ -217,9 +217,9 @@ def test_long_mel_is_streamed_with_the_batched_ones(
     streamed = []
     real = inv._invert_one
 
-    def spy(src_path, *a, **k):  # type: ignore[no-untyped-def]
-        streamed.append(src_path.name)
-        return real(src_path, *a, **k)
+    def spy(job, *a, **k):  # type: ignore[no-untyped-def]
+        streamed.append(job.input.name)
+        return real(job, *a, **k)
 
     monkeypatch.setattr(inv, "_invert_one", spy)
     argv = ("invert", src, "-o", out, *PRESET, "--method", "pinv+zero+gla", "--iters", "2", "--workers", "1")

@@ -32,6 +32,7 @@ from .dataset import add_engine_options, check_engine, run_files
 if TYPE_CHECKING:
     from ..config import MelConfig
     from ..engines.base import Job
+    from ..engines.tasks import InvertTask
     from ..io import AudioWriter
 
 #: Frames of one block of :func:`melinvert.pipeline.invert_blocks` (its default): a longer mel
@@ -39,40 +40,24 @@ if TYPE_CHECKING:
 BLOCK_FRAMES = 2048
 
 
-def _invert_one(
-    src: Path, dst: Path, cfg: MelConfig, args: argparse.Namespace, report: Any, ui: Console
-) -> tuple[float, list[str]]:
-    """Stream one mel file's inversion into ``dst`` through :class:`~melinvert.io.AudioWriter`.
+def _invert_one(job: Job, task: InvertTask, report: Any, ui: Console) -> tuple[float, list[str]]:
+    """Stream one mel file's inversion (read and checked as ``task`` reads it, inverted with its
+    settings) into the job's output through :class:`~melinvert.io.AudioWriter`.
 
     Returns the audio seconds written and the writer's notices. On Ctrl-C or SIGTERM the best
     estimate so far is written, with a ``DST.partial`` marker beside it, and
     :class:`~melinvert.engines.stream.PartialWritten` raised, unless ``dst`` holds a complete
     earlier output (``--overwrite``): that one is better than a partial estimate and stays.
     """
-    from ..io import AudioWriter, load_mel
+    from ..io import AudioWriter
     from ..pipeline import invert_blocks
 
-    mel, _ = load_mel(src, config=cfg, layout=args.layout)
-    check(
-        mel.ndim == 2,
-        f"{str(src)!r} holds a batch of {mel.shape[0]} mels; split it into files, or use the Python API "
-        "(melinvert.invert handles batches)",
-    )
+    src, dst, cfg = job.input, job.output, task.config
     position = _Position(report)
-    stream = invert_blocks(
-        mel,
-        cfg,
-        method=args.method,
-        n_iter=args.iters,
-        seed=args.seed,
-        device=args.device,
-        callback=position.callback,
-        model=args.model,
-        strict_range=args.strict_range,
-    )
+    stream = invert_blocks(task.load(job), cfg, callback=position.callback, **task.invert_kwargs())
     replaces_complete = dst.exists() and not partial_marker(dst).exists()
     # the run claimed dst and judged it (to make, or to replace with --overwrite): only src is protected
-    writer = AudioWriter(dst, cfg.sample_rate, args.subtype, overwrite=True, protect=[src])
+    writer = AudioWriter(dst, cfg.sample_rate, task.subtype, overwrite=True, protect=[src])
     with writer:
         try:
             _write_blocks(stream, writer, cfg, position)
@@ -208,7 +193,7 @@ def cmd_invert(args: argparse.Namespace, ui: Console) -> int:
         return frames is not None and frames > BLOCK_FRAMES
 
     def make(job: Job, report: Any) -> tuple[float, list[str]]:
-        return _invert_one(job.input, job.output, cfg, args, report, ui)
+        return _invert_one(job, task, report, ui)
 
     return run_files(args, ui, jobs, task, alone=alone, make=make, what="inverting")
 

@@ -136,6 +136,18 @@ class InvertTask(Task):
             "model": model,
         }
 
+    def invert_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`melinvert.invert` this task runs with (batched or,
+        for a long file, streamed by :func:`melinvert.pipeline.invert_blocks`)."""
+        return {
+            "method": self.method,
+            "n_iter": self.n_iter,
+            "seed": self.seed,
+            "device": self.device,
+            "model": self.model,
+            "strict_range": self.strict_range,
+        }
+
     def summary(self) -> str:
         return f"invert, method {self.method}, {self.config.name or 'custom config'}, seed {self.seed}"
 
@@ -160,16 +172,7 @@ class InvertTask(Task):
         return mel
 
     def process(self, items: list[np.ndarray]) -> list[np.ndarray]:
-        return _invert_batch(
-            items,
-            self.config,
-            method=self.method,
-            n_iter=self.n_iter,
-            seed=self.seed,
-            device=self.device,
-            model=self.model,
-            strict_range=self.strict_range,
-        )
+        return _invert_batch(items, self.config, **self.invert_kwargs())
 
     def write(self, job: Job, output: np.ndarray) -> list[str]:
         from ..io import save_audio
