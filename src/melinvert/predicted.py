@@ -291,13 +291,25 @@ def mel_consistency(mel: Any, config: MelConfig | str, *, n_iter: int = 10) -> M
     rough = mel_roughness(lin, config).double().cpu().numpy()
     losses: list[torch.Tensor] = []
 
-    def keep(i: int, x: torch.Tensor, loss: torch.Tensor) -> bool:
-        losses.append(loss)
+    def keep(p: Any) -> bool:
+        if p.stage == "magla":
+            losses.append(p.loss)
         return False
 
-    with torch.no_grad():
-        invert_linear(
-            lin, config, length=config.n_samples(lin.shape[-1]), n_iter=n_iter, sharpen=False, callback=keep
+    import warnings
+
+    from .errors import MelinvertNotice
+    from .pipeline import invert
+
+    # the default cascade without the sharpening: what the mel of a waveform is fitted by (its
+    # notices, e.g. values clamped at the floor, are not this measurement's to give)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", MelinvertNotice)
+        invert(
+            t.reshape(-1, *t.shape[-2:]),
+            config,
+            method=f"nnls(iters=20)+pghi+magla(iters={n_iter})",
+            callback=keep,
         )
     return MelConsistency(losses[-1].double().cpu().numpy(), rough[:, 0], rough[:, 1])
 
