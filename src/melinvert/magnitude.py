@@ -87,7 +87,7 @@ def nnls_solve(
     """
     op = mel_operator(config, dtype=mel.dtype, device=mel.device)
     lo, hi = op.lo, op.hi
-    fb, fbt, step = op.fb_cover, op.fb_cover_t, op.step
+    step = op.step
     lead = mel.shape[:-2]
     m = mel.reshape(-1, *mel.shape[-2:])
     p = (op.pinv[lo:hi] @ m).clamp_min_(0.0)
@@ -97,8 +97,8 @@ def nnls_solve(
         torch.linalg.vector_norm(m, dim=(-2, -1)).clamp_min(torch.finfo(m.dtype).tiny) if callback else None
     )
     for i in range(n_iter):
-        r = fb @ y - m
-        p_next = torch.sub(y, fbt @ r, alpha=step).clamp_min_(0.0)
+        r = op.cover_forward(y) - m
+        p_next = torch.sub(y, op.cover_adjoint(r), alpha=step).clamp_min_(0.0)
         t_next = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
         y = torch.lerp(p, p_next, 1.0 + (t - 1.0) / t_next)  # p_next + beta (p_next - p)
         p, t = p_next, t_next

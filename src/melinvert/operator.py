@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -100,6 +101,7 @@ class MelOperator(torch.nn.Module):
         self.register_buffer("fb_cover_t", fbc.T.contiguous())
         self.register_buffer("gain_map", (fbc / colsum[self.lo : self.hi].clamp_min(1e-30)).contiguous())
         self.register_buffer("pinv", torch.as_tensor(np.array(pinv_np(config)), dtype=dtype, device=device))
+        self._csr: dict[tuple, torch.Tensor] = {}  # CSR copies of fb_cover (and its transpose)
         #: FISTA step ``1 / ||fb_cover||_2^2`` (from the float64 filterbank)
         with one_blas_thread():
             self.step = 1.0 / float(np.linalg.norm(fb_np[:, self.lo : self.hi], 2) ** 2)
@@ -131,6 +133,38 @@ class MelOperator(torch.nn.Module):
         if self.config.power == 1:
             return power_est
         return power_est.clamp_min(0.0).pow(1.0 / self.config.power)
+
+    def cover_forward(self, power_cover: torch.Tensor) -> torch.Tensor:
+        """``fb_cover @ x``: ``(B, F', T)`` -> ``(B, n_mels, T)`` (see :meth:`_cover_product`)."""
+        return self._cover_product(power_cover, transpose=False)
+
+    def cover_adjoint(self, mel: torch.Tensor) -> torch.Tensor:
+        """``fb_cover^T @ r``: ``(B, n_mels, T)`` -> ``(B, F', T)`` (see :meth:`_cover_product`)."""
+        return self._cover_product(mel, transpose=True)
+
+    def _cover_product(self, x: torch.Tensor, *, transpose: bool) -> torch.Tensor:
+        """The covered filterbank (or its transpose) times ``x`` ``(B, rows, T)``, mels first.
+
+        On the CPU without autograd, through a CSR copy of the filterbank: a triangular
+        filterbank has at most two filters over any bin (hifigan-22k-80: 727 of 29680 entries
+        are non-zero), and the sparse product skips the zeros the dense one multiplies (measured
+        9x faster for ``fb @ x`` and 3x for ``fb^T @ r`` on 10 s, one thread). Each output
+        element is one fixed-order sum over its row's non-zeros, so a batch equals its items.
+        Elsewhere the dense product.
+        """
+        dense = self.fb_cover_t if transpose else self.fb_cover
+        if x.device.type != "cpu" or x.dim() != 3 or (torch.is_grad_enabled() and x.requires_grad):
+            return dense @ x
+        key = (transpose, dense.device, dense.dtype)
+        csr = self._csr.get(key)
+        if csr is None:
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": the product is stable
+                warnings.simplefilter("ignore", UserWarning)
+                csr = self._csr[key] = dense.to_sparse_csr()
+        b, _, t = x.shape
+        flat = x[0] if b == 1 else x.transpose(0, 1).reshape(x.shape[1], b * t)
+        out = torch.sparse.mm(csr, flat)
+        return out[None] if b == 1 else out.reshape(-1, b, t).transpose(0, 1)
 
     def cover_mel_frames_first(self, power_cover: torch.Tensor) -> torch.Tensor:
         """Mel ``(..., T, n_mels)`` of ``|X|^power`` on the covered bins ``(..., T, F')``."""
