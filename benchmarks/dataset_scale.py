@@ -4,7 +4,10 @@ Makes N mel files (hifigan-22k-80) in a temporary folder from the development sp
 ``../shared/data/speech`` (cut to length, looped if short) or, without it, from a synthesised
 voiced signal, then inverts them all with each engine into a fresh folder:
 
-(a) ``loop``: ``load_mel`` -> ``melinvert.invert`` -> ``save_audio`` per file in this process;
+(a) ``loop``: ``load_mel`` -> ``melinvert.invert`` -> ``save_audio`` per file in this process
+    (the API one file at a time, warm: the strictest baseline);
+    ``cli-loop``: ``melinvert invert FILE -o OUT`` once per file (a shell loop over the command
+    line of before the engines: a process per file), on ``--cli-files`` of them;
 (b) ``local-1``, ``local-2``: :func:`melinvert.engines.local.run` with 1 and 2 workers;
 (c) ``ray``: :func:`melinvert.engines.ray_engine.run` on a local Ray runtime (start-up timed
     apart), skipped when Ray is not installed.
@@ -25,6 +28,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -153,7 +157,26 @@ def bench_loop(src: Path, out: Path, method: str) -> dict[str, Any]:
     }
 
 
-def bench_engine(src: Path, out: Path, task: Any, engine: str, workers: int) -> dict[str, Any]:
+def bench_cli_loop(src: Path, out: Path, method: str, n: int) -> dict[str, Any]:
+    """What a user ran before the engines: ``melinvert invert FILE -o OUT`` once per file
+    (a fresh process each: imports and the first call's set-up every time), on the first ``n``
+    files; the rate is per file, so the wall time is scaled to all files."""
+    files = sorted(src.glob("*.npy"))
+    t0 = time.perf_counter()
+    for f in files[:n]:
+        subprocess.run(
+            [sys.executable, "-m", "melinvert", "invert", str(f), "-o", str(out / f"{f.stem}.wav"),
+             "--method", method, "-q"],
+            check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+    per_file = (time.perf_counter() - t0) / min(n, len(files))
+    return {"wall_s": per_file * len(files), "per_file_s": per_file, "sampled_files": min(n, len(files)),
+            "peak_rss": 0}  # fmt: skip
+
+
+def bench_engine(
+    src: Path, out: Path, task: Any, engine: str, workers: int, batch: int | None = None
+) -> dict[str, Any]:
     jobs = plan_jobs([src], out, ".wav", extensions=(".npy",))
     with RssSampler() as rss:
         t0 = time.perf_counter()
@@ -167,6 +190,7 @@ def bench_engine(src: Path, out: Path, task: Any, engine: str, workers: int) -> 
                 task,
                 manifest=Manifest.in_folder(out),
                 workers=workers,
+                batch=batch,
                 progress=rss.progress(len(jobs)),
             )
         wall = time.perf_counter() - t0
@@ -180,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", choices=["2", "10", "mixed"], default="2")
     ap.add_argument("--method", default="fast")
     ap.add_argument("--workers", default="1,2", help="worker counts for the local engine, e.g. 1,2")
+    ap.add_argument("--batch", type=int, help="items per batch (default: the engine's automatic choice)")
+    ap.add_argument(
+        "--cli-files", type=int, default=40, help="files for the one-process-per-file CLI loop (0: skip it)"
+    )
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--no-overhead", action="store_true", help="skip the per-file overhead runs")
     ap.add_argument("--json", help="write the results here")
@@ -197,8 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, dict[str, Any]] = {}
         (tmp / "loop").mkdir()
         runs["loop"] = bench_loop(tmp / "in", tmp / "loop", args.method)
+        if args.cli_files:
+            (tmp / "cli").mkdir()
+            runs["cli-loop"] = bench_cli_loop(tmp / "in", tmp / "cli", args.method, args.cli_files)
         for w in [int(x) for x in args.workers.split(",")]:
-            runs[f"local-{w}"] = bench_engine(tmp / "in", tmp / f"local-{w}", task, "local", w)
+            runs[f"local-{w}"] = bench_engine(tmp / "in", tmp / f"local-{w}", task, "local", w, args.batch)
             if not args.no_overhead:
                 free = bench_engine(tmp / "in", tmp / f"free-{w}", NoWorkTask(CFG), "local", w)
                 runs[f"local-{w}"]["overhead_per_file_ms"] = 1000 * free["wall_s"] / args.files
@@ -218,17 +249,21 @@ def main(argv: list[str] | None = None) -> int:
                     runs["ray"]["overhead_per_file_ms"] = 1000 * free["wall_s"] / args.files
                 ray.shutdown()
         base = runs["loop"]["wall_s"]
+        cli = runs.get("cli-loop", {}).get("wall_s")
         print(
-            f"{'engine':<10}{'files/s':>10}{'audio-s/s':>11}{'vs loop':>9}{'overhead ms/file':>18}{'peak RSS MB':>13}"
+            f"{'engine':<10}{'files/s':>10}{'audio-s/s':>11}{'vs loop':>9}{'vs cli-loop':>13}"
+            f"{'overhead ms/file':>18}{'peak RSS MB':>13}"
         )
         for name, r in runs.items():
             r["files_per_s"] = args.files / r["wall_s"]
             r["audio_s_per_s"] = audio_s / r["wall_s"]
             r["speedup_vs_loop"] = base / r["wall_s"]
+            r["speedup_vs_cli_loop"] = None if cli is None else cli / r["wall_s"]
             oh = r.get("overhead_per_file_ms")
+            vs_cli = "" if cli is None else f"{cli / r['wall_s']:.2f}x"
             print(
                 f"{name:<10}{r['files_per_s']:>10.2f}{r['audio_s_per_s']:>11.1f}{r['speedup_vs_loop']:>8.2f}x"
-                f"{'' if oh is None else f'{oh:.1f}':>18}{r['peak_rss'] / 2**20:>13.0f}"
+                f"{vs_cli:>13}{'' if oh is None else f'{oh:.1f}':>18}{r['peak_rss'] / 2**20:>13.0f}"
             )
         for name, r in runs.items():
             if r.get("rss_at_files_done"):

@@ -70,6 +70,27 @@ def test_invert_batch_equals_one_at_a_time() -> None:
         np.testing.assert_array_equal(audio, alone)
 
 
+def test_cpu_batches_are_split_to_the_frame_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from melinvert.engines import tasks
+
+    calls: list[tuple[int, ...]] = []
+    real = melinvert.invert
+
+    def spy(mel, cfg, **kw):
+        calls.append(np.shape(mel))
+        return real(mel, cfg, **kw)
+
+    monkeypatch.setattr(melinvert.pipeline, "invert", spy)
+    monkeypatch.setattr(tasks, "CPU_BATCH_FRAMES", 100)
+    mels = [np.asarray(melinvert.mel_spectrogram(_signal(0.5, i), CFG)) for i in range(5)]  # 43 frames
+    out = _invert_batch(mels, CFG, method="fast", device="cpu")
+    shape = mels[0].shape
+    assert shape[-1] == 43 and all(m.shape == shape for m in mels)
+    assert calls == [(2, *shape), (2, *shape), shape]  # 100 frames: two stacks of two, the fifth alone
+    for mel, audio in zip(mels, out):
+        np.testing.assert_array_equal(audio, real(mel, CFG, method="fast"))
+
+
 def test_mel_batch_equals_one_at_a_time() -> None:
     ys = [_signal(s, i) for i, s in enumerate([0.5, 0.3, 0.5, 0.5])]
     for y, mel in zip(ys, _mel_batch(ys, CFG)):

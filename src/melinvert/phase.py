@@ -20,6 +20,7 @@ import math
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from . import registry
 from .config import MelConfig
@@ -214,20 +215,21 @@ def _peak_owner(mag: torch.Tensor) -> torch.Tensor:
 
     Peaks are local maxima along frequency; a bin belongs to the nearest peak on its side of
     the valley (local minimum) between two peaks (running max/min of peak and valley indices).
+    The scans run on int32 (a quarter of int64's time on the CPU); the next peak is the
+    running max of negated indices from the right, so every scan is one ``cummax``.
     """
     m = mag.detach()
     f = m.shape[-1]
-    pad = m.new_full((*m.shape[:-1], 1), -1.0)
-    left = torch.cat([pad, m[..., :-1]], dim=-1)
-    right = torch.cat([m[..., 1:], pad], dim=-1)
-    idx = torch.arange(f, device=m.device, dtype=torch.int64).expand(m.shape)
+    left = F.pad(m[..., :-1], (1, 0), value=-1.0)
+    right = F.pad(m[..., 1:], (0, 1), value=-1.0)
+    idx = torch.arange(f, device=m.device, dtype=torch.int32).expand(m.shape)
     is_peak = (m >= left) & (m > right)
     is_valley = (m < left) & (m <= right)
-    last_peak = torch.where(is_peak, idx, -1).cummax(dim=-1).values
-    next_peak = torch.where(is_peak, idx, f).flip(-1).cummin(dim=-1).values.flip(-1)
-    last_valley = torch.where(is_valley, idx, -1).cummax(dim=-1).values
+    last_peak = idx.masked_fill(~is_peak, -1).cummax(dim=-1).values
+    next_peak = idx.neg().masked_fill_(~is_peak, -f).flip(-1).cummax(dim=-1).values.flip(-1).neg_()
+    last_valley = idx.masked_fill(~is_valley, -1).cummax(dim=-1).values
     use_next = (last_peak < 0) | ((last_valley > last_peak) & (next_peak < f))
-    return torch.where(use_next, next_peak, last_peak).clamp_(0, f - 1)
+    return torch.where(use_next, next_peak, last_peak).clamp_(0, f - 1).long()
 
 
 # ---------------------------------------------------------------------- iterations
