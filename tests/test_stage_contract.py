@@ -57,8 +57,11 @@ def test_named_pipelines_give_the_audio_they_gave_before(
     with np.load(DATA) as z:
         want = z[key]
     assert got.shape == want.shape
-    # recorded in float32 from float64 runs: equal to the recording's rounding
-    np.testing.assert_allclose(got, want.astype(np.float64), rtol=0, atol=2e-7)
+    # recorded in float32 from float64 runs: equal to the recording's rounding, except where Adam's
+    # normalised steps (stft_gd; learned's refiner was trained by it, its L-BFGS follows) amplify
+    # the platform's last bits: 4e-6 on another x86-64 CPU with torch 2.11, on outputs of RMS 0.2
+    atol = 2e-5 if method in ("stft_gd", "learned") else 2e-7
+    np.testing.assert_allclose(got, want.astype(np.float64), rtol=0, atol=atol)
 
 
 # ---------------------------------------------------------------------- progress

@@ -237,6 +237,8 @@ class _Run:
         while (
             self.ready and len(self.processing) < self.executor.slots and len(self.writing) < 2 * self.batch
         ):
+            if self.processing and self._suspects():
+                return  # after a worker died, its files run one at a time, alone: a crash then names its file
             more_coming = bool(self.loading) or (
                 bool(self.todo) and len(self.ready) < self.window and not self._full()
             )
@@ -244,6 +246,11 @@ class _Run:
                 return
             items = self._take_batch()
             self.processing[self.executor.submit([i.data for i in items])] = items
+
+    def _suspects(self) -> bool:
+        """Whether a file that was in a dying worker's batch is waiting or running."""
+        running = (i for items in self.processing.values() for i in items)
+        return any(i.attempts for i in self.ready) or any(i.attempts for i in running)
 
     def _full(self) -> bool:
         return len(self.ready) >= self.batch or sum(i.nbytes for i in self.ready) >= self.budget
