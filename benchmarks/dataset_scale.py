@@ -6,8 +6,10 @@ voiced signal, then inverts them all with each engine into a fresh folder:
 
 (a) ``loop``: ``load_mel`` -> ``melinvert.invert`` -> ``save_audio`` per file in this process
     (the API one file at a time, warm: the strictest baseline);
-    ``cli-loop``: ``melinvert invert FILE -o OUT`` once per file (a shell loop over the command
-    line of before the engines: a process per file), on ``--cli-files`` of them;
+    ``before-cli`` (with ``--before CHECKOUT``): the command line of before the engines on the
+    folder (one process, the files one at a time: the issue's "one file at a time");
+    ``cli-loop``: ``melinvert invert FILE -o OUT`` once per file (a shell loop: a process per
+    file), on ``--cli-files`` of them;
 (b) ``local-1``, ``local-2``: :func:`melinvert.engines.local.run` with 1 and 2 workers;
 (c) ``ray``: :func:`melinvert.engines.ray_engine.run` on a local Ray runtime (start-up timed
     apart), skipped when Ray is not installed.
@@ -174,6 +176,19 @@ def bench_cli_loop(src: Path, out: Path, method: str, n: int) -> dict[str, Any]:
             "peak_rss": 0}  # fmt: skip
 
 
+def bench_before(src: Path, out: Path, method: str, checkout: Path) -> dict[str, Any]:
+    """``melinvert invert FOLDER -o OUT`` of a checkout from before the engines (one process,
+    the files one at a time), e.g. ``git worktree add /tmp/before 4b93fef~1``."""
+    env = {**os.environ, "PYTHONPATH": str(checkout / "src")}
+    cmd = [sys.executable, "-m", "melinvert", "invert", str(src), "-o", str(out), "--method", method,
+           "--preset", "hifigan-22k-80", "--quiet"]  # fmt: skip
+    with RssSampler() as rss:
+        t0 = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+    return {"wall_s": wall, "peak_rss": rss.peak}
+
+
 def bench_engine(
     src: Path, out: Path, task: Any, engine: str, workers: int, batch: int | None = None
 ) -> dict[str, Any]:
@@ -208,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--cli-files", type=int, default=40, help="files for the one-process-per-file CLI loop (0: skip it)"
     )
+    ap.add_argument(
+        "--before", type=Path, help="a checkout from before the engines: its CLI's folder run is a row too"
+    )
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--no-overhead", action="store_true", help="skip the per-file overhead runs")
     ap.add_argument("--json", help="write the results here")
@@ -225,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, dict[str, Any]] = {}
         (tmp / "loop").mkdir()
         runs["loop"] = bench_loop(tmp / "in", tmp / "loop", args.method)
+        if args.before:
+            runs["before-cli"] = bench_before(tmp / "in", tmp / "before", args.method, args.before)
         if args.cli_files:
             (tmp / "cli").mkdir()
             runs["cli-loop"] = bench_cli_loop(tmp / "in", tmp / "cli", args.method, args.cli_files)

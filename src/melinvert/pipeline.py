@@ -18,7 +18,7 @@ import torch
 
 from . import registry
 from .config import MelConfig, resolve_config
-from .dsp import Boundary, FrameOps, as_tensor, threads_for_load, to_output
+from .dsp import Boundary, FrameOps, as_tensor, keep_freed_memory, threads_for_load, to_output
 from .errors import MelinvertError, check, notify
 from .magnitude import decode_mel, pinv
 from .operator import mel_operator
@@ -202,6 +202,8 @@ class BlockStream:
         edge = -(-cfg.n_fft // hop) + 1  # frames near a block edge that see its padding
         start, index = 0, 0
         boundary: Boundary | None = None
+        if self.mel.device.type == "cpu":
+            keep_freed_memory()
         while True:
             end = min(start + self.block_frames, t_total)
             last = end == t_total
