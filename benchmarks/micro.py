@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 import melinvert as mi
-from melinvert import magnitude, phase
+from melinvert import dsp, magnitude, phase
 from melinvert.demo import speech_like
 from melinvert.dsp import FrameOps, linear_mel, mel_basis_np
 
@@ -47,6 +47,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
+    dsp.keep_freed_memory()  # as every CPU inversion does (MELINVERT_KEEP_MEMORY=0: malloc's defaults)
     cfg = mi.get_preset("hifigan-22k-80")
     y = speech_like(cfg.sample_rate, seconds=862 * 256 / 22050, seed=0)
     x = torch.from_numpy(y)
