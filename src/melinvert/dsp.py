@@ -89,9 +89,9 @@ def threads_for_load(device: torch.device) -> Iterator[None]:
 KEEP_MMAP_THRESHOLD = 64 << 20
 #: Free memory the heap keeps at its top instead of giving it back to the system.
 KEEP_TRIM_THRESHOLD = 256 << 20
-_kept: list[bool] = []
 
 
+@functools.cache
 def keep_freed_memory() -> bool:
     """Let glibc's ``malloc`` reuse the memory an inversion frees (once per process, Linux).
 
@@ -104,22 +104,18 @@ def keep_freed_memory() -> bool:
     then holds up to that much freed memory for reuse. ``MELINVERT_KEEP_MEMORY=0`` leaves
     ``malloc`` as it is. Returns whether the setting was made (now or before).
     """
-    if _kept:
-        return _kept[0]
-    ok = False
-    if os.environ.get("MELINVERT_KEEP_MEMORY", "1") != "0" and sys.platform.startswith("linux"):
-        try:
-            import ctypes
+    if os.environ.get("MELINVERT_KEEP_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
 
-            libc = ctypes.CDLL("libc.so.6")
-            m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
-            ok = bool(libc.mallopt(m_mmap_threshold, KEEP_MMAP_THRESHOLD)) and bool(
-                libc.mallopt(m_trim_threshold, KEEP_TRIM_THRESHOLD)
-            )
-        except (OSError, AttributeError):  # not glibc (musl, another libc): nothing to tune
-            ok = False
-    _kept.append(ok)
-    return ok
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):  # not glibc (musl, another libc): nothing to tune
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, KEEP_MMAP_THRESHOLD)) and bool(
+        mallopt(m_trim_threshold, KEEP_TRIM_THRESHOLD)
+    )
 
 
 def from_numpy_readonly(arr: np.ndarray) -> torch.Tensor:

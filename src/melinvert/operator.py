@@ -101,7 +101,7 @@ class MelOperator(torch.nn.Module):
         self.register_buffer("fb_cover_t", fbc.T.contiguous())
         self.register_buffer("gain_map", (fbc / colsum[self.lo : self.hi].clamp_min(1e-30)).contiguous())
         self.register_buffer("pinv", torch.as_tensor(np.array(pinv_np(config)), dtype=dtype, device=device))
-        self._csr: dict[tuple, torch.Tensor] = {}  # CSR copies of fb_cover (and its transpose)
+        self._csr: dict[bool, torch.Tensor] = {}  # CSR copies of fb_cover, by transposed or not
         #: FISTA step ``1 / ||fb_cover||_2^2`` (from the float64 filterbank)
         with one_blas_thread():
             self.step = 1.0 / float(np.linalg.norm(fb_np[:, self.lo : self.hi], 2) ** 2)
@@ -155,12 +155,11 @@ class MelOperator(torch.nn.Module):
         dense = self.fb_cover_t if transpose else self.fb_cover
         if x.device.type != "cpu" or x.dim() != 3 or (torch.is_grad_enabled() and x.requires_grad):
             return dense @ x
-        key = (transpose, dense.device, dense.dtype)
-        csr = self._csr.get(key)
-        if csr is None:
+        csr = self._csr.get(transpose)
+        if csr is None:  # this operator's dtype and device are fixed: one copy per orientation
             with warnings.catch_warnings():  # "sparse CSR support is in beta": the product is stable
                 warnings.simplefilter("ignore", UserWarning)
-                csr = self._csr[key] = dense.to_sparse_csr()
+                csr = self._csr[transpose] = dense.to_sparse_csr()
         b, _, t = x.shape
         flat = x[0] if b == 1 else x.transpose(0, 1).reshape(x.shape[1], b * t)
         out = torch.sparse.mm(csr, flat)

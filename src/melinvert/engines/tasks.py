@@ -38,15 +38,12 @@ def _stacked(
     groups: dict[tuple[tuple[int, ...], str], list[int]] = {}
     for i, a in enumerate(items):
         groups.setdefault((a.shape, a.dtype.str), []).append(i)
-    if max_frames is not None:
-        split = {}
-        for key, idx in groups.items():
-            n = max(1, max_frames // max(1, key[0][-1]))
-            for k in range(0, len(idx), n):
-                split[(*key, k)] = idx[k : k + n]
-        groups = split  # type: ignore[assignment]
+    stacks = []
+    for (shape, _), idx in groups.items():
+        n = len(idx) if max_frames is None else max(1, max_frames // max(1, shape[-1]))
+        stacks += [idx[k : k + n] for k in range(0, len(idx), n)]
     out: list[Any] = [None] * len(items)
-    for idx in groups.values():
+    for idx in stacks:
         if len(idx) == 1:
             out[idx[0]] = np.asarray(fn(items[idx[0]]))
             continue
