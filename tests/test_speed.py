@@ -185,14 +185,16 @@ def _faults(env: dict[str, str]) -> tuple[bool, int]:
         [sys.executable, "-c", _FAULTS_SCRIPT], env={**os.environ, **env}, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    kept, faults = done.stdout.split()
-    return kept == "True", int(faults)
+    kept, least = done.stdout.split()
+    return kept == "True", int(least)
 
 
 @pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="glibc's mallopt: Linux only")
 def test_freed_memory_is_kept_for_the_next_call_unless_asked_not_to() -> None:
-    kept, faults = _faults({})
-    plain, plain_faults = _faults({"MELINVERT_KEEP_MEMORY": "0"})
+    kept, least = _faults({})
+    plain, _ = _faults({"MELINVERT_KEEP_MEMORY": "0"})
     assert kept and not plain
-    # a 3 s inversion touches ~1,000 fresh pages per call with malloc's defaults, ~0 kept
-    assert faults < 200 and faults < plain_faults / 3, (faults, plain_faults)
+    # with memory kept, a later call of a 3 s inversion touches (almost) no fresh page; malloc's
+    # defaults are not compared here: its adaptive threshold gives 0 to 3,600 faults per call
+    # from run to run (a benchmark figure, benchmarks/RESULTS.md, not a deterministic test)
+    assert least < 200, least
