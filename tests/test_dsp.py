@@ -7,6 +7,7 @@ gradients, and the error paths of ``mel_spectrogram``.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import librosa
@@ -218,6 +219,35 @@ def test_istft_inverts_stft(c: MelConfig, dtype: torch.dtype) -> None:
         assert (
             np.abs(y.double().numpy()[covered][~exact]) <= np.abs(x.double().numpy()[covered][~exact]) + 1e-6
         ).all()
+
+
+@pytest.mark.parametrize("c", ALL_CONFIGS, ids=ALL_IDS)
+def test_consistent_equals_synthesis_then_analysis(c: MelConfig) -> None:
+    """The fused Griffin-Lim step (edges padded in the overlap-add buffer) is bit-identical
+    to ``analysis(synthesis(spec))``, for odd and even lengths, reflect and constant padding,
+    signals barely longer than the padding, and with a held boundary (the fallback)."""
+    rng = np.random.default_rng(3)
+    lengths = {c.min_samples, c.min_samples + 1, c.pad + 2, 2 * c.n_fft + c.hop_length + 1, 3 * c.n_fft - 1}
+    fused = 0  # cases that take the fused path (the others fall back to the two calls)
+    for mode in ("reflect", "constant"):
+        cc = dataclasses.replace(c, pad_mode=mode)
+        for n in sorted(k for k in lengths if k >= cc.min_samples):
+            ops = dsp.FrameOps(cc, n, dtype=torch.float64, device="cpu")
+            shape = (2, ops.n_frames, cc.n_freqs)
+            spec = torch.complex(
+                torch.from_numpy(rng.standard_normal(shape)), torch.from_numpy(rng.standard_normal(shape))
+            )
+            x, z = ops.consistent(spec)
+            fused += ops.pad > 0 and ops.padded_len >= ops.pad + n > 2 * ops.pad
+            x_ref = ops.synthesis(spec)
+            assert torch.equal(x, x_ref), (mode, n)
+            assert torch.equal(z, ops.analysis(x_ref)), (mode, n)
+    assert fused or c.pad == 0
+    held = dsp.Boundary(torch.from_numpy(rng.standard_normal((2, 3 * c.hop_length))), c.hop_length)
+    ops = dsp.FrameOps(c, 4 * c.n_fft, dtype=torch.float64, device="cpu", boundary=held)
+    spec = torch.randn(2, ops.n_frames, c.n_freqs, dtype=torch.complex128)
+    x, z = ops.consistent(spec)
+    assert torch.equal(x, ops.synthesis(spec)) and torch.equal(z, ops.analysis(x))
 
 
 def test_istft_batch_and_default_length() -> None:

@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -274,6 +276,40 @@ def test_the_registry_imports_nothing_heavy() -> None:
     }
     assert not names & {"torch", "numpy", "scipy", "soundfile"}
 
+
+
+_LAZY_PROBE = """
+import sys
+import numpy as np
+import melinvert
+from melinvert import registry
+
+cfg = melinvert.get_preset("hifigan-22k-80")
+mel = np.log(np.full((80, 20), 1e-2, dtype=np.float32))
+melinvert.invert(mel, cfg, method="fast")
+print("after fast:", "melinvert.optimize" in sys.modules, "melinvert.neural.stages" in sys.modules)
+
+def mine(state, ctx, **kw):
+    return state
+
+# a user's stage under the name of a built-in whose module is not imported yet
+registry.register("wave_lbfgs", "refine", mine, description="mine")
+print("kept:", registry.stage("wave_lbfgs").fn is mine)
+print("all listed:", "degli" in registry.names())
+print("kept after listing:", registry.stage("wave_lbfgs").fn is mine)
+"""
+
+
+def test_lookups_import_only_the_modules_they_need_and_keep_a_users_stage() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _LAZY_PROBE], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.splitlines()
+    assert out == [
+        "after fast: False False",  # fast = nnls + pghi + fgla: no optimiser, no network
+        "kept: True",
+        "all listed: True",
+        "kept after listing: True",  # the built-ins were imported first: none replaced it
+    ]
 
 CORE = (
     "dsp",

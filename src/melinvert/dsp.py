@@ -51,6 +51,12 @@ _THREADS_LOCK = threading.Lock()
 _threads_cut: list[int] = []  # the thread count to restore, once per caller inside (nested, concurrent)
 
 
+def machine_busy() -> bool:
+    """Whether the machine's 1-minute load average exceeds its cores (some threads of a
+    parallel operation would then wait for a core)."""
+    return os.getloadavg()[0] > (os.cpu_count() or 1)
+
+
 @contextlib.contextmanager
 def threads_for_load(device: torch.device) -> Iterator[None]:
     """Inside: torch's intra-op threads cut to one when the CPU is busy; restored on exit.
@@ -70,7 +76,7 @@ def threads_for_load(device: torch.device) -> Iterator[None]:
             device.type == "cpu"
             and n > 1
             and os.environ.get("MELINVERT_LOAD_AWARE_THREADS", "1") != "0"
-            and os.getloadavg()[0] > (os.cpu_count() or 1)
+            and machine_busy()
         )
         if cut:
             _threads_cut.append(n)
@@ -416,6 +422,34 @@ class FrameOps:
         if self.boundary is not None:
             y = self.boundary.hold(y)
         return y
+
+    def consistent(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, analysis(x))`` for ``x = synthesis(spec)``: the waveform ``(B, length)`` and
+        the consistent spectrum nearest ``spec`` ``(B, T, F)``, the step of every Griffin-Lim
+        iteration.
+
+        Equal to the two calls, but the padded signal the analysis frames is the overlap-add
+        buffer itself, its edges padded in place (no padded copy of the signal: one of the
+        iteration's passes over memory). Falls back to the two calls where the frames do not
+        cover the signal or a :attr:`boundary` holds its start.
+        """
+        p, n = self.pad, self.length
+        if self.boundary is not None or p == 0 or self.padded_len < p + n or n <= p:
+            x = self.synthesis(spec)
+            return x, self.analysis(x)
+        frames = torch.fft.irfft(spec, n=self.n_fft, dim=-1)
+        frames.mul_(self.window)
+        buf = self._ola(frames).mul_(self.inv_env)  # (B, padded_len): x at [p, p + n)
+        x = buf[:, p : p + n]
+        r = self.padded_len - p - n  # samples of the right padding the frames reach
+        if self.config.pad_mode == "reflect":
+            buf[:, :p] = x[:, 1 : p + 1].flip(-1)
+            if r:
+                buf[:, p + n :] = x[:, n - 1 - r : n - 1].flip(-1)
+        else:
+            buf[:, :p] = 0.0
+            buf[:, p + n :] = 0.0
+        return x, self._spectra(buf, self.n_frames)
 
 
 def _overlap_add(frames: torch.Tensor, hop: int) -> torch.Tensor:

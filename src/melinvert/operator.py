@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .config import MelConfig
-from .dsp import filterbank_key, magnitude, mel_basis, mel_basis_np
+from .dsp import filterbank_key, machine_busy, magnitude, mel_basis, mel_basis_np
 
 #: Singular values of the filterbank below this fraction of the largest are treated as zero by
 #: the pseudo-inverse. Filterbanks with more mels than their FFT resolves (Whisper's 128 mels or
@@ -31,27 +31,42 @@ from .dsp import filterbank_key, magnitude, mel_basis, mel_basis_np
 PINV_RCOND = 1e-4
 
 
+@functools.cache
+def _blas_controller() -> object | None:
+    """threadpoolctl's view of the process's thread pools (its scan of the loaded libraries
+    costs 5-8 ms, so it is made once), or ``None`` without ``threadpoolctl``."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController()
+
+
 @contextlib.contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """numpy's BLAS/LAPACK on one thread inside, restored on exit (when ``threadpoolctl`` is
-    installed; otherwise nothing changes).
+    """numpy's BLAS/LAPACK on one thread inside, restored on exit, on a busy machine (when
+    ``threadpoolctl`` is installed; otherwise, or on an idle machine, nothing changes).
 
     The SVDs behind the operator are of small matrices (``n_mels x n_freqs``): threading gains
-    nothing there, and where another thread of the process or machine holds a core,
-    OpenBLAS's threads wait on each other through every step of the decomposition (measured on
-    a shared 2-core machine: 3-15 ms on one thread, 66 ms to 2.3 s on two).
+    nothing there, and where other work holds the cores, OpenBLAS's threads wait on each other
+    through every step of the decomposition (measured on a shared 2-core machine at a load of
+    7-12: 3-15 ms on one thread, 66 ms to 2.3 s on two). On an idle machine (load average not
+    above the cores, :func:`melinvert.dsp.machine_busy`) the SVD takes 1-2 ms as it is, and
+    threadpoolctl's scan of the loaded libraries (13-16 ms beside torch) is not made: it was
+    the largest part of a process's first inversion after the imports.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
+    controller = _blas_controller() if machine_busy() else None
+    if controller is None:
         yield
         return
-    with threadpool_limits(limits=1, user_api="blas"):
+    with controller.limit(limits=1, user_api="blas"):  # type: ignore[attr-defined]
         yield
 
 
 @functools.lru_cache(maxsize=32)
-def _pinv_np(key: tuple) -> np.ndarray:
+def _svd_np(key: tuple) -> tuple[np.ndarray, float]:
+    """``(pseudo-inverse (n_freqs, n_mels), largest singular value)`` of the float64
+    filterbank of ``key``, from one SVD."""
     from .dsp import _mel_basis_np
 
     fb = np.array(_mel_basis_np(*key))
@@ -60,12 +75,12 @@ def _pinv_np(key: tuple) -> np.ndarray:
     keep = s > PINV_RCOND * s.max()
     out = (vt[keep].T / s[keep]) @ u[:, keep].T
     out.flags.writeable = False
-    return out
+    return out, float(s.max())
 
 
 def pinv_np(config: MelConfig) -> np.ndarray:
     """Pseudo-inverse of the float64 filterbank, ``(n_freqs, n_mels)`` (read-only, cached)."""
-    return _pinv_np(filterbank_key(config))
+    return _svd_np(filterbank_key(config))[0]
 
 
 class MelOperator(torch.nn.Module):
@@ -102,9 +117,9 @@ class MelOperator(torch.nn.Module):
         self.register_buffer("gain_map", (fbc / colsum[self.lo : self.hi].clamp_min(1e-30)).contiguous())
         self.register_buffer("pinv", torch.as_tensor(np.array(pinv_np(config)), dtype=dtype, device=device))
         self._csr: dict[bool, torch.Tensor] = {}  # CSR copies of fb_cover, by transposed or not
-        #: FISTA step ``1 / ||fb_cover||_2^2`` (from the float64 filterbank)
-        with one_blas_thread():
-            self.step = 1.0 / float(np.linalg.norm(fb_np[:, self.lo : self.hi], 2) ** 2)
+        #: FISTA step ``1 / ||fb_cover||_2^2`` (from the float64 filterbank: the columns no
+        #: filter covers are zero, so its largest singular value is the whole filterbank's)
+        self.step = 1.0 / _svd_np(filterbank_key(config))[1] ** 2
 
     # ------------------------------------------------------------------ forward model
     @property

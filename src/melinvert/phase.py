@@ -49,10 +49,18 @@ def project_magnitude(spec: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
     return spec * gain
 
 
-def momentum(new: torch.Tensor, old: torch.Tensor, weight: float) -> torch.Tensor:
-    """``old + weight * (new - old)`` for complex tensors (on their real views: much faster)."""
-    out = torch.lerp(torch.view_as_real(old), torch.view_as_real(new), weight)
-    return torch.view_as_complex(out)
+def momentum(
+    new: torch.Tensor, old: torch.Tensor, weight: float, *, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``old + weight * (new - old)`` for complex tensors (on their real views: much faster),
+    into ``out`` when given (which may be ``new`` or ``old`` itself, not a part of either)."""
+    res = torch.lerp(
+        torch.view_as_real(old),
+        torch.view_as_real(new),
+        weight,
+        out=None if out is None else torch.view_as_real(out),
+    )
+    return torch.view_as_complex(res)
 
 
 def spectral_convergence(spec: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
@@ -146,12 +154,14 @@ def init_pghi(
     bins = torch.arange(f, dtype=mag.dtype, device=mag.device)
     phi_t = 2 * math.pi * a * bins / m_fft + (a * m_fft / lam) * _deriv(logs, 2)  # per frame
     phi_f = -(lam / (a * m_fft)) * _deriv(logs, 1)  # per bin
+    del logs  # (the arrays no longer needed are let go as soon as they are: fewer fresh pages)
     # frequency integral within each frame, and each bin's phase relative to its peak's
     psi_f = torch.cumsum(
         torch.cat([torch.zeros_like(phi_f[..., :1]), 0.5 * (phi_f[..., 1:] + phi_f[..., :-1])], 2), 2
     )
+    del phi_f
     owner = _peak_owner(mag)  # (B, T, F)
-    rel = psi_f - torch.gather(psi_f, 2, owner)
+    rel = psi_f.sub_(torch.gather(psi_f, 2, owner))
     # phase(n, k) = psi(n, owner(n, k)) + rel(n, k), where psi(n, p) = phase(n - 1, p) + the
     # time step = psi(n - 1, owner(n - 1, p)) + inc(n, p): a sum along a chain of bins through
     # the frames, which pointer jumping adds up: after the step of size s, (val, ptr)(n, p)
@@ -166,6 +176,7 @@ def init_pghi(
     if 0 < n0 < t:  # chains end at frame n0 - 1, whose phase is the anchor's
         val[:, n0] = anchor[:, n0 - 1] + centre + 0.5 * (phi_t[:, n0] + phi_t[:, n0 - 1])
         val[:, :n0] = 0.0
+    del phi_t
     _chain_sums(val, ptr)
     phase = torch.gather(val, 2, owner) + rel
     # window-centred -> frame-start convention: the window's centre sits at n_fft // 2 of
@@ -196,18 +207,23 @@ def _chain_sums(val: torch.Tensor, ptr: torch.Tensor) -> None:
     kept modulo 2 pi, so float32 keeps ~1e-6 rad where raw sums over minutes of frames would
     keep ~0.1.
     """
-    two_pi = 2 * math.pi
     t = val.shape[1]
-    val.sub_(torch.round(val / two_pi) * two_pi)
+    _wrap_(val)
     s = 1
     while s < t:
         hop_val = torch.gather(val[:, :-s], 2, ptr[:, s:])
         if 2 * s < t:  # the last step's pointers would not be read
             ptr[:, s:] = torch.gather(ptr[:, :-s], 2, ptr[:, s:])
         tail = val[:, s:]
-        tail += hop_val
-        tail.sub_(torch.round(tail / two_pi) * two_pi)
+        _wrap_(tail.add_(hop_val))
+        del hop_val
         s *= 2
+
+
+def _wrap_(x: torch.Tensor) -> None:
+    """``x - 2 pi round(x / 2 pi)``, in place, with one temporary."""
+    two_pi = 2 * math.pi
+    x.sub_(torch.div(x, two_pi).round_().mul_(two_pi))
 
 
 def _peak_owner(mag: torch.Tensor) -> torch.Tensor:
@@ -310,8 +326,7 @@ def _consistent(
     """The step every Griffin-Lim variant shares: the consistent spectrum nearest ``spec``
     (``STFT(iSTFT(spec))``), the magnitude target re-fitted to the mel (with ``refit``), and the
     callback told iteration ``i``. Returns ``(consistent spectrum, magnitude, stop?)``."""
-    x = ops.synthesis(spec)
-    z = ops.analysis(x)
+    x, z = ops.consistent(spec)
     if refit is not None:
         mag = refit(z)
     stop = callback is not None and bool(callback(i, x, iteration_loss(refit, z, mag)))
@@ -359,7 +374,8 @@ def fgla(
         c, mag, stop = _consistent(ops, project_magnitude(t, mag), mag, refit, callback, i)
         if stop:
             break
-        t = momentum(c, c_prev, 1.0 + alpha)  # c + alpha (c - c_prev)
+        # c + alpha (c - c_prev), into t's memory once t no longer is c_prev's (fewer fresh pages)
+        t = momentum(c, c_prev, 1.0 + alpha, out=None if t is c_prev else t)
         c_prev = c
     return ops.synthesis(project_magnitude(t, mag))
 
@@ -389,9 +405,12 @@ def agla(
         z, mag, stop = _consistent(ops, project_magnitude(c, mag), mag, refit, callback, i)
         if stop:
             break
-        t = momentum(z, d, gamma)
-        c = momentum(t, t_prev, 1.0 + alpha)
-        d = momentum(t, t_prev, 1.0 + beta)
+        # each new spectrum goes into the memory of one no longer needed (after the first
+        # iteration, where c, d and t_prev are one tensor): a third of the pages, in cache
+        t = momentum(z, d, gamma, out=z)
+        first = c is t_prev
+        c = momentum(t, t_prev, 1.0 + alpha, out=None if first else c)
+        d = momentum(t, t_prev, 1.0 + beta, out=None if first else d)
         t_prev = t
     return ops.synthesis(project_magnitude(c, mag))
 

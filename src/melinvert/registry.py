@@ -53,12 +53,15 @@ _KIND_LABEL = {
     "refine": "stage 3",
     "vocoder": "vocoder",
 }
-#: Modules whose import registers the built-in stages and pipelines.
+#: Modules whose import registers the built-in stages and pipelines, in the order a lookup
+#: imports them: a name is looked up in those imported so far before the next is imported, so
+#: the built-in pipelines without optimisers or networks (``fast``, ``default``) import only
+#: the first three (``optimize`` and ``neural.stages`` cost 20-30 ms of a process's first call).
 BUILTIN_MODULES = (
     "melinvert.magnitude",
     "melinvert.phase",
-    "melinvert.optimize",
     "melinvert.predicted",
+    "melinvert.optimize",
     "melinvert.neural.stages",
 )
 
@@ -152,7 +155,7 @@ def _fmt(v: Any) -> str:
 _STAGES: dict[str, Stage] = {}
 _ALIASES: dict[str, tuple[str, dict[str, Any], str]] = {}
 _PIPELINES: dict[str, tuple[str, str]] = {}
-_loaded = False
+_loaded = 0  #: how many of BUILTIN_MODULES are imported
 
 
 def register(
@@ -177,10 +180,17 @@ def register(
     )
     check(kind in KINDS, f"stage kind {kind!r} must be one of {', '.join(KINDS)}")
     check(callable(fn), f"stage {name!r}: fn must be callable")
+    if not _builtin(fn):
+        _ensure_loaded()  # the built-ins first, so a user's stage of a built-in's name replaces it
     st = Stage(name, kind, fn, MappingProxyType(dict(params or {})), description, frozenset(needs))
     _STAGES[name] = st
     _ALIASES.pop(name, None)
     return st
+
+
+def _builtin(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` is defined in one of :data:`BUILTIN_MODULES`."""
+    return getattr(fn, "__module__", None) in BUILTIN_MODULES
 
 
 def register_alias(name: str, stage: str, params: Mapping[str, Any], description: str) -> None:
@@ -197,17 +207,20 @@ def register_pipeline(name: str, method: str, description: str) -> None:
     _PIPELINES[name] = (method, description)
 
 
-def _ensure_loaded() -> None:
+def _ensure_loaded(name: str | None = None) -> None:
+    """Import the built-in modules: all of them, or (with ``name``) those up to the first that
+    registers ``name`` (none if it is registered already; all if no built-in does)."""
     global _loaded
-    if not _loaded:
-        _loaded = True
-        for mod in BUILTIN_MODULES:
-            importlib.import_module(mod)
+    while _loaded < len(BUILTIN_MODULES) and (
+        name is None or (name not in _STAGES and name not in _ALIASES and name not in _PIPELINES)
+    ):
+        _loaded += 1
+        importlib.import_module(BUILTIN_MODULES[_loaded - 1])
 
 
 def stage(name: str) -> Stage:
     """The stage record of ``name`` (an alias resolves to its stage with the alias's defaults)."""
-    _ensure_loaded()
+    _ensure_loaded(name)
     if name in _STAGES:
         return _STAGES[name]
     if name in _ALIASES:
@@ -363,10 +376,11 @@ def parse(
         ``{stage name: {parameter: value}}``, applied over the method's own, e.g.
         ``{"magla": {"alpha": 0.9}}``; every name must be a step of the plan.
     """
-    _ensure_loaded()
     check(isinstance(method, str) and method.strip() != "", f"method={method!r} must be a non-empty name")
     label = ""
     text = method.strip()
+    if "+" not in text and "(" not in text:
+        _ensure_loaded(text)  # a pipeline name (``learned``) or one stage
     if text in _PIPELINES:
         label, text = text, _PIPELINES[text][0]
     steps = []
