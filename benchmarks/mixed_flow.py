@@ -22,7 +22,8 @@ averages three processes. After the mixed flow the same process runs the isolate
 time on one clip (per step, the per-call set-up, the first call's extra cost), against the FFT
 floor (one ``rfft`` + ``irfft`` pair of the block's frames per iteration).
 
-Timing is wall time (``--clock cpu``: the process's CPU time, for a machine shared with other
+melinvert's modules are compiled to bytecode first (:func:`precompile`), as an installation
+leaves them. Timing is wall time (``--clock cpu``: the process's CPU time, for a machine shared with other
 work, with ``--threads 1``); speed figures are ratios measured within one process.
 
 Usage::
@@ -211,6 +212,18 @@ def prepare(args: argparse.Namespace, work: Path) -> list[dict]:
     return meta
 
 
+def precompile() -> None:
+    """Compile melinvert's modules to bytecode before any timed process, as ``pip install``
+    does for an installed package: the cold processes then load ``.pyc`` files as a user's
+    do (an editable install, or an environment with ``PYTHONDONTWRITEBYTECODE`` set, as this
+    project's sandbox has, would otherwise compile every module in the first call's imports)."""
+    import compileall
+
+    import melinvert
+
+    compileall.compile_dir(Path(melinvert.__file__).parent, quiet=1)
+
+
 def run_child(args: argparse.Namespace, work: Path, mode: str) -> dict:
     cmd = [sys.executable, __file__, f"--{mode}", "--work", str(work)]
     for k in ("preset", "methods", "threads", "clock", "repeat", "profile_clip", "profile_calls"):
@@ -375,6 +388,7 @@ def instrument(probe: Probe) -> None:
     dsp.FrameOps.inv_env = property(inv_env)
     probe.wrap(dsp.FrameOps, "synthesis", "synthesis (irfft, overlap-add)")
     probe.wrap(dsp.FrameOps, "analysis", "analysis (pad, frames, rfft)")
+    probe.wrap(dsp.FrameOps, "consistent", "consistency step (synthesis + analysis, fused)")
     probe.wrap(phase.MelRefit, "__call__", "mel refit")
     probe.wrap(phase.MelRefit, "loss", "loss for progress")
     probe.wrap(phase, "project_magnitude", "magnitude projection")
@@ -459,6 +473,7 @@ PROFILE_ROWS = (
     ("step agla", "magla (set-up, iterations, final synthesis)"),
     ("synthesis (irfft, overlap-add)", "within magla (iterations + 1)"),
     ("analysis (pad, frames, rfft)", "within magla (per iteration)"),
+    ("consistency step (synthesis + analysis, fused)", "within magla (per iteration)"),
     ("mel refit", "within magla (per iteration)"),
     ("magnitude projection", "within magla (iterations + 1)"),
     ("momentum", "within magla (3 per iteration)"),
@@ -494,8 +509,8 @@ def profile_table(p: dict) -> list[str]:
     lines.append(f"| **whole call** | | | {' | '.join(cells)} |")
     cells = []
     for m in methods:
-        s, n = p["steady"][m]["parts"].get("synthesis (irfft, overlap-add)", [0.0, 0])
-        iters = max(n - 1, 1)
+        s, n = p["steady"][m]["parts"].get("consistency step (synthesis + analysis, fused)", [0.0, 0])
+        iters = max(n, 1)
         agla = p["steady"][m]["parts"].get("step agla", [0.0, 0])[0]
         per = agla / (iters + 1)  # iterations + the final synthesis, approximately
         cells.append(f"{per * 1000:.2f} | {per / floor:.2f}")
@@ -554,6 +569,7 @@ def main() -> None:
         out = child(args) if args.child else profile_child(args)
         print(json.dumps(out))
         return
+    precompile()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         meta = prepare(args, work)

@@ -126,9 +126,68 @@ def two_threads():
 
 
 def _load(monkeypatch: pytest.MonkeyPatch, load: float) -> None:
+    """A 2-core machine at this 1-minute load average, without ``/proc/stat``."""
     monkeypatch.delenv("MELINVERT_LOAD_AWARE_THREADS", raising=False)
     monkeypatch.setattr(dsp.os, "getloadavg", lambda: (load, load, load))
     monkeypatch.setattr(dsp.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(dsp, "_busy_seconds", lambda: None)
+
+
+def _readings(monkeypatch: pytest.MonkeyPatch, cores: int, *looks: tuple[float, float, float]) -> None:
+    """``cores`` cores and ``/proc/stat`` read as given: each look is (monotonic s, the
+    machine's busy CPU s, this process's CPU s); the first is the mark already taken."""
+    monkeypatch.delenv("MELINVERT_LOAD_AWARE_THREADS", raising=False)
+    monkeypatch.setattr(dsp.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(dsp.os, "getloadavg", lambda: pytest.fail("the load average was read"))
+    rest = iter(looks[1:])
+    now: list[tuple[float, float, float]] = []
+
+    def clock() -> float:
+        now[:] = [next(rest)]
+        return now[0][0]
+
+    monkeypatch.setattr(dsp, "_clock", clock)
+    monkeypatch.setattr(dsp, "_busy_seconds", lambda: now[0][1])
+    monkeypatch.setattr(dsp, "_own_seconds", lambda: now[0][2])
+    monkeypatch.setattr(dsp, "_look", [*looks[0], None])
+
+
+def test_free_cores_are_those_other_processes_leave(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine's busy CPU time less this process's own, per second since the last look."""
+    _readings(
+        monkeypatch,
+        2,
+        (0.0, 100.0, 5.0),
+        (1.0, 101.9, 5.9),  # 1.9 s busy in 1 s, 0.9 of it ours: one core's worth is others'
+        (2.0, 102.9, 6.8),  # 0.1 of others': both cores free
+        (2.05, 103.0, 6.8),  # too soon to measure (50 ms): the last verdict stands
+        (3.0, 104.5, 7.2),  # 1.1 of others'
+        (4.0, 105.1, 7.7),  # 0.1 of others'
+        (5.0, 106.05, 8.2),  # 0.45 of others': half a core's worth or less is left alone
+    )
+    assert [dsp.free_cores() for _ in range(6)] == [1, 2, 2, 1, 2, 2]
+    _readings(monkeypatch, 16, (0.0, 0.0, 0.0), (2.0, 20.0, 12.8))  # 7.2 s others' in 2 s: 3.6 cores
+    assert dsp.free_cores() == 12
+    _readings(monkeypatch, 2, (0.0, 0.0, 0.0), (1.0, 9.0, 0.5))  # more than every core: one left
+    assert dsp.free_cores() == 1
+
+
+def test_threads_follow_the_free_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(8)
+        _readings(monkeypatch, 8, (0.0, 0.0, 0.0), (1.0, 3.0, 0.5))  # 2.5 cores' worth of others'
+        with dsp.threads_for_load(torch.device("cpu")):
+            assert torch.get_num_threads() == 6
+        assert torch.get_num_threads() == 8
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_without_proc_stat_the_load_average_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+    for load, free in ((1.5, 2), (2.0, 2), (2.5, 1), (7.5, 1)):
+        _load(monkeypatch, load)
+        assert dsp.free_cores() == free
 
 
 def test_busy_cpu_runs_on_one_thread_and_restores(monkeypatch: pytest.MonkeyPatch, two_threads: None) -> None:

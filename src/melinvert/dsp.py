@@ -19,6 +19,7 @@ import math
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,36 +52,85 @@ _THREADS_LOCK = threading.Lock()
 _threads_cut: list[int] = []  # the thread count to restore, once per caller inside (nested, concurrent)
 
 
+def _busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy since boot (all cores; idle and I/O wait
+    left out), from ``/proc/stat``; ``None`` where that is not readable (not Linux)."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+        return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+#: Shortest interval over which :func:`free_cores` measures the others' use of the CPUs
+#: (``/proc/stat`` counts in 10 ms ticks); a call sooner reuses the last verdict.
+LOOK_SECONDS = 0.1
+_LOOK_LOCK = threading.Lock()
+_clock = time.monotonic
+_own_seconds = time.process_time  # this process's CPU time, all its threads
+#: (monotonic time, machine's busy seconds, this process's CPU seconds) at the last look, and
+#: the verdict then (``None`` before any)
+_look: list = [_clock(), _busy_seconds(), _own_seconds(), None]
+
+
+def free_cores() -> int:
+    """Cores no other process is using: how many threads a parallel operation can run on
+    without one of them waiting for a core (1 to ``os.cpu_count()``).
+
+    Measured, on Linux, as the CPU time the machine spent busy since the last look (at least
+    :data:`LOOK_SECONDS` ago; the first look is the import of this module) less this process's
+    own, per second: a core's worth of other work takes a core, half a core's worth or less is
+    left alone. Sooner than that, the last verdict stands; before any, or without
+    ``/proc/stat``, the 1-minute load average decides (above the cores: one core each for the
+    excess). This process's own threads (torch's, numpy's) never count against it.
+    """
+    n = os.cpu_count() or 1
+    now, busy, own = _clock(), _busy_seconds(), _own_seconds()
+    with _LOOK_LOCK:
+        t0, busy0, own0, verdict = _look
+        if busy is None or busy0 is None:
+            verdict = None
+            _look[:] = [now, busy, own, None]  # (a mark to measure from, where there now is one)
+        elif now - t0 >= LOOK_SECONDS:
+            others = max(0.0, (busy - busy0) - (own - own0)) / (now - t0)  # in cores
+            verdict = max(1, n - math.ceil(others - 0.5))
+            _look[:] = [now, busy, own, verdict]
+        if verdict is None:
+            load = os.getloadavg()[0]
+            verdict = n if load <= n else max(1, n - math.ceil(load - n))
+    return verdict
+
+
 def machine_busy() -> bool:
-    """Whether the machine's 1-minute load average exceeds its cores (some threads of a
-    parallel operation would then wait for a core)."""
-    return os.getloadavg()[0] > (os.cpu_count() or 1)
+    """Whether other processes hold some of the machine's cores (:func:`free_cores`): a
+    parallel operation over every core would then wait for the ones they hold."""
+    return free_cores() < (os.cpu_count() or 1)
 
 
 @contextlib.contextmanager
 def threads_for_load(device: torch.device) -> Iterator[None]:
-    """Inside: torch's intra-op threads cut to one when the CPU is busy; restored on exit.
+    """Inside: torch's intra-op threads cut to the cores other processes leave free
+    (:func:`free_cores`); restored on exit.
 
-    On a machine whose 1-minute load average exceeds its cores, some of torch's threads share
-    a core with other work, and every parallel operation waits at its barrier for the one
-    that is descheduled: a ``default`` inversion measured 10-20x slower with two threads than
-    with one on a shared 2-core machine. One thread does not wait. On an idle machine, and for
-    other devices, nothing changes. Concurrent and nested callers restore the count the first
-    of them found, when the last one leaves. The thread count changes float rounding (parallel
-    sums): set ``MELINVERT_LOAD_AWARE_THREADS=0`` to keep torch's count whatever the load, for
-    outputs that must not depend on other processes.
+    Where other work holds a core, one of torch's threads shares it, and every parallel
+    operation waits at its barrier for the one that is descheduled: a ``default`` inversion
+    measured 10-20x slower with two threads than with one on a shared 2-core machine at a load
+    of 7-12, and 3x slower beside one other busy process. Threads on free cores do not wait. On
+    an idle machine, and for other devices, nothing changes. Concurrent and nested callers
+    restore the count the first of them found, when the last one leaves. The thread count
+    changes float rounding (parallel sums): set ``MELINVERT_LOAD_AWARE_THREADS=0`` to keep
+    torch's count whatever the load, for outputs that must not depend on other processes.
     """
     with _THREADS_LOCK:
         n = _threads_cut[0] if _threads_cut else torch.get_num_threads()
-        cut = (
-            device.type == "cpu"
-            and n > 1
-            and os.environ.get("MELINVERT_LOAD_AWARE_THREADS", "1") != "0"
-            and machine_busy()
-        )
+        use = n
+        if device.type == "cpu" and n > 1 and os.environ.get("MELINVERT_LOAD_AWARE_THREADS", "1") != "0":
+            use = min(n, free_cores())
+        cut = use < n
         if cut:
             _threads_cut.append(n)
-            torch.set_num_threads(1)
+            torch.set_num_threads(use)
     try:
         yield
     finally:

@@ -230,22 +230,23 @@ def _peak_owner(mag: torch.Tensor) -> torch.Tensor:
     """Index of the spectral peak each bin belongs to, ``(B, T, F)`` int64, on mag's device.
 
     Peaks are local maxima along frequency; a bin belongs to the nearest peak on its side of
-    the valley (local minimum) between two peaks (running max/min of peak and valley indices).
-    The scans run on int32 (a quarter of int64's time on the CPU); the next peak is the
-    running max of negated indices from the right, so every scan is one ``cummax``.
+    the valley (local minimum) between two peaks. The valleys cut each frame into segments,
+    each holding one peak (a plateau's last bin is its peak): the segment of a bin is the count
+    of valleys up to it (one ``cumsum``), and a segment's peak is found by one
+    ``scatter_reduce`` (max of the peak indices in it) and handed to its bins by one
+    ``gather``. A frame with no valley (silence) is one segment owned by its last bin.
     """
     m = mag.detach()
     f = m.shape[-1]
     left = F.pad(m[..., :-1], (1, 0), value=-1.0)
     right = F.pad(m[..., 1:], (0, 1), value=-1.0)
-    idx = torch.arange(f, device=m.device, dtype=torch.int32).expand(m.shape)
     is_peak = (m >= left) & (m > right)
-    is_valley = (m < left) & (m <= right)
-    last_peak = idx.masked_fill(~is_peak, -1).cummax(dim=-1).values
-    next_peak = idx.neg().masked_fill_(~is_peak, -f).flip(-1).cummax(dim=-1).values.flip(-1).neg_()
-    last_valley = idx.masked_fill(~is_valley, -1).cummax(dim=-1).values
-    use_next = (last_peak < 0) | ((last_valley > last_peak) & (next_peak < f))
-    return torch.where(use_next, next_peak, last_peak).clamp_(0, f - 1).long()
+    seg = ((m < left) & (m <= right)).cumsum(-1)  # (B, T, F) int64: valleys open segments
+    del left, right
+    top = torch.zeros_like(seg)  # segment -> its peak: the largest of the segment's values of
+    # (index if a peak else 0), the peak's index as every segment holds one (also at bin 0)
+    top.scatter_reduce_(-1, seg, is_peak * torch.arange(f, device=m.device), reduce="amax")
+    return top.gather(-1, seg)
 
 
 # ---------------------------------------------------------------------- iterations
@@ -292,7 +293,7 @@ class MelRefit:
             pw = p.pow_(self.power / 2)
         est = self.op.cover_mel_frames_first(pw)  # (B, T, M)
         self._est = est
-        gain = (self.mel / est.clamp_min(self.tiny)) @ self.gain_map  # (B, T, F')
+        gain = self.op.spread_frames_first(self.mel / est.clamp_min(self.tiny))  # (B, T, F')
         band = pw.mul_(gain)
         if self.power != 1:
             band = band.pow_(1.0 / self.power)
