@@ -4,7 +4,9 @@
   tests/data/pipelines_recorded.npz from the code before it, float64, seed 0; ``stft_gd``
   re-recorded when NNLS's filterbank products moved to a CSR copy: sums in another order change
   its stage 1 at 1e-16, which its Adam steps amplify to 8e-6 on an output of RMS 0.2; every
-  other pipeline still within 3e-8 of the first recording);
+  other pipeline still within 3e-8 of the first recording; ``fast`` re-recorded when its stage 1
+  became the pseudo-inverse, which measured better than 10 NNLS iterations before its 6
+  re-fitted Griffin-Lim iterations: PESQ-WB 3.713 vs 3.672 on the 10 development clips);
 - progress events count exactly the iterations each step runs, stage 1 included;
 - an interrupt in any step of ``quality``, ``learned`` and ``stft_gd`` leaves a best estimate;
 - a new phase method is one function and one ``register`` call, usable everywhere;
