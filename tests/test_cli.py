@@ -6,6 +6,7 @@ import json
 import os
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -85,10 +86,30 @@ def test_version_help_and_usage(run_cli) -> None:
     _one_error_line(err, "invalid choice: 'frobnicate'")
 
 
+_LATE_CTRL_C = """
+import os, signal, time
+from melinvert import commands
+commands.main = lambda: 0  # a command that has finished its work
+status = commands.cli()
+os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the process exits
+time.sleep(0.2)
+raise SystemExit(status)
+"""
+
+
+def test_ctrl_c_after_the_work_is_done_does_not_fail_the_command() -> None:
+    done = subprocess.run([sys.executable, "-c", _LATE_CTRL_C], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stderr) == (0, "")
+
+
 def test_python_dash_m(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "argv", ["melinvert", "--version"])
-    with pytest.raises(SystemExit) as info:
-        runpy.run_module("melinvert", run_name="__main__")
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit) as info:
+            runpy.run_module("melinvert", run_name="__main__")
+    finally:
+        signal.signal(signal.SIGINT, handler)  # (the command ignores Ctrl-C once it is done)
     assert info.value.code == 0
     assert capsys.readouterr().out.strip() == f"melinvert {melinvert.__version__}"
 

@@ -1,6 +1,6 @@
 """``python -m melinvert``: the same as the ``melinvert`` command."""
 
-from .commands import main
+from .commands import cli
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(cli())

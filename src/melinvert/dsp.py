@@ -102,16 +102,65 @@ def free_cores() -> int:
     return verdict
 
 
-def machine_busy() -> bool:
-    """Whether other processes hold some of the machine's cores (:func:`free_cores`): a
-    parallel operation over every core would then wait for the ones they hold."""
-    return free_cores() < (os.cpu_count() or 1)
+def _thread_states() -> dict[int, str]:
+    """The state letter (``R`` running, ``S`` sleeping, ...) of each of this process's threads
+    but the calling one, from ``/proc/self/task`` (Linux; ``{}`` elsewhere)."""
+    me = threading.get_native_id()
+    out = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for t in tids:
+        if int(t) == me:
+            continue
+        try:
+            with open(f"/proc/self/task/{t}/stat", "rb") as f:
+                st = f.read()
+        except OSError:  # (the thread ended meanwhile)
+            continue
+        i = st.rfind(b")") + 2  # the state follows the name, which may hold spaces and ")"
+        out[int(t)] = st[i : i + 1].decode("ascii", "replace")
+    return out
+
+
+_POOLS: dict[int, frozenset[int]] = {}  #: torch's thread count -> its intra-op pool's threads
+
+
+def _torch_pool() -> frozenset[int]:
+    """The threads of torch's intra-op pool at its present thread count: those a small
+    parallel operation starts or wakes (learnt once per count; ~0.5 ms)."""
+    n = torch.get_num_threads()
+    pool = _POOLS.get(n)
+    if pool is None:
+        before = _thread_states()
+        if "R" in before.values():  # torch's pool may be spinning from work just done: it
+            time.sleep(0.01)  # sleeps within a few ms, other spinners (OpenBLAS's) do not
+            before = _thread_states()
+        torch.zeros(n * 65536).add_(1.0)  # one chunk per thread (torch's grain: 32768 elements)
+        after = _thread_states()
+        pool = _POOLS[n] = frozenset(
+            t for t, st in after.items() if t not in before or (st == "R" and before[t] != "R")
+        )
+    return pool
+
+
+def busy_threads() -> int:
+    """Threads of this process running now besides the caller and torch's pool: another
+    Python thread at work, or a BLAS pool spinning (OpenBLAS's worker threads, behind numpy
+    and scipy, spin for ~0.1 s after each threaded matrix product before they sleep; a torch
+    operation in that time waits at every barrier for the thread that shares their core: a
+    process's first ``fast`` call right after librosa's ``mel_to_audio`` measured 190 ms on two
+    threads against 64 ms with OpenBLAS on one)."""
+    pool = _torch_pool()
+    return sum(1 for t, st in _thread_states().items() if st == "R" and t not in pool)
 
 
 @contextlib.contextmanager
 def threads_for_load(device: torch.device) -> Iterator[None]:
     """Inside: torch's intra-op threads cut to the cores other processes leave free
-    (:func:`free_cores`); restored on exit.
+    (:func:`free_cores`) and other threads of this process do not hold now
+    (:func:`busy_threads`); restored on exit.
 
     Where other work holds a core, one of torch's threads shares it, and every parallel
     operation waits at its barrier for the one that is descheduled: a ``default`` inversion
@@ -126,7 +175,7 @@ def threads_for_load(device: torch.device) -> Iterator[None]:
         n = _threads_cut[0] if _threads_cut else torch.get_num_threads()
         use = n
         if device.type == "cpu" and n > 1 and os.environ.get("MELINVERT_LOAD_AWARE_THREADS", "1") != "0":
-            use = min(n, free_cores())
+            use = max(1, min(n, free_cores(), n - busy_threads()))
         cut = use < n
         if cut:
             _threads_cut.append(n)

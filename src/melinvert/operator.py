@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .config import MelConfig
-from .dsp import filterbank_key, machine_busy, magnitude, mel_basis, mel_basis_np
+from .dsp import filterbank_key, magnitude, mel_basis, mel_basis_np
 
 #: Singular values of the filterbank below this fraction of the largest are treated as zero by
 #: the pseudo-inverse. Filterbanks with more mels than their FFT resolves (Whisper's 128 mels or
@@ -44,18 +44,18 @@ def _blas_controller() -> object | None:
 
 @contextlib.contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """numpy's BLAS/LAPACK on one thread inside, restored on exit, on a busy machine (when
-    ``threadpoolctl`` is installed; otherwise, or on an idle machine, nothing changes).
+    """numpy's BLAS/LAPACK on one thread inside, restored on exit (when ``threadpoolctl`` is
+    installed; otherwise nothing changes).
 
     The SVDs behind the operator are of small matrices (``n_mels x n_freqs``): threading gains
     nothing there, and where other work holds the cores, OpenBLAS's threads wait on each other
     through every step of the decomposition (measured on a shared 2-core machine at a load of
-    7-12: 3-15 ms on one thread, 66 ms to 2.3 s on two). On an idle machine (load average not
-    above the cores, :func:`melinvert.dsp.machine_busy`) the SVD takes 1-2 ms as it is, and
-    threadpoolctl's scan of the loaded libraries (13-16 ms beside torch) is not made: it was
-    the largest part of a process's first inversion after the imports.
+    7-12: 3-15 ms on one thread, 66 ms to 2.3 s on two). On one thread no OpenBLAS worker is
+    woken either, which would spin for ~0.1 s afterwards beside torch's threads (see
+    :func:`melinvert.dsp.busy_threads`). threadpoolctl's scan of the loaded libraries (5-16 ms
+    beside torch) is made once per process, when the first filterbank is decomposed.
     """
-    controller = _blas_controller() if machine_busy() else None
+    controller = _blas_controller()
     if controller is None:
         yield
         return
@@ -70,10 +70,10 @@ def _svd_np(key: tuple) -> tuple[np.ndarray, float]:
     from .dsp import _mel_basis_np
 
     fb = np.array(_mel_basis_np(*key))
-    with one_blas_thread():
+    with one_blas_thread():  # (the product too: a threaded one would wake OpenBLAS's pool)
         u, s, vt = np.linalg.svd(fb, full_matrices=False)
-    keep = s > PINV_RCOND * s.max()
-    out = (vt[keep].T / s[keep]) @ u[:, keep].T
+        keep = s > PINV_RCOND * s.max()
+        out = (vt[keep].T / s[keep]) @ u[:, keep].T
     out.flags.writeable = False
     return out, float(s.max())
 

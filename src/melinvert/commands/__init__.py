@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import traceback
 import warnings
@@ -113,6 +114,7 @@ __all__ = [
     "apply_threads",
     "arg",
     "build_parser",
+    "cli",
     "config_from_args",
     "default_threads",
     "main",
@@ -193,6 +195,17 @@ def _notices_as_notes(ui: Console) -> Iterator[None]:
         warnings.simplefilter("always", MelinvertNotice)
         warnings.showwarning = show
         yield
+
+
+def cli() -> int:
+    """The ``melinvert`` command (console script, ``python -m melinvert``): :func:`main`, then
+    Ctrl-C ignored while the process exits. The work is done and written by then; an interrupt
+    that came in the interpreter's shutdown would otherwise end the process by SIGINT, without
+    a word, and report a finished command as interrupted."""
+    status = main()
+    with contextlib.suppress(ValueError):  # (not the main thread)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
