@@ -174,7 +174,9 @@ def threads_for_load(device: torch.device) -> Iterator[None]:
     with _THREADS_LOCK:
         n = _threads_cut[0] if _threads_cut else torch.get_num_threads()
         use = n
-        if device.type == "cpu" and n > 1 and os.environ.get("MELINVERT_LOAD_AWARE_THREADS", "1") != "0":
+        if _threads_cut:  # an outer or concurrent caller has cut the count: it stands
+            use = torch.get_num_threads()
+        elif device.type == "cpu" and n > 1 and os.environ.get("MELINVERT_LOAD_AWARE_THREADS", "1") != "0":
             use = max(1, min(n, free_cores(), n - busy_threads()))
         cut = use < n
         if cut:
