@@ -168,8 +168,6 @@ def init_pghi(
     # hold the sum over the last 2s links and the bin the chain has reached 2s frames back
     t = mag.shape[1]
     centre = 2 * math.pi * bins * (m_fft // 2) / m_fft  # frame-start -> window-centred phase
-    ptr = torch.zeros_like(owner)
-    ptr[:, 1:] = owner[:, :-1]
     val = torch.zeros_like(mag)
     val[:, 1:] = rel[:, :-1] + 0.5 * (phi_t[:, 1:] + phi_t[:, :-1])
     n0 = 0 if anchor is None else min(anchor.shape[1], t)
@@ -177,8 +175,7 @@ def init_pghi(
         val[:, n0] = anchor[:, n0 - 1] + centre + 0.5 * (phi_t[:, n0] + phi_t[:, n0 - 1])
         val[:, :n0] = 0.0
     del phi_t
-    _chain_sums(val, ptr)
-    phase = torch.gather(val, 2, owner) + rel
+    phase = _peak_chain_sums(val, owner).add_(rel)
     # window-centred -> frame-start convention: the window's centre sits at n_fft // 2 of
     # each frame (also when win_length < n_fft), so X = exp(-2 pi i m (n_fft // 2) / n_fft) Y
     return _anchored(phase - centre, anchor[:, :n0] if n0 else None)
@@ -195,6 +192,30 @@ def _deriv(x: torch.Tensor, dim: int) -> torch.Tensor:
     d.narrow(dim, 0, 1).copy_(x.narrow(dim, 1, 1) - x.narrow(dim, 0, 1))
     d.narrow(dim, n - 1, 1).copy_(x.narrow(dim, n - 1, 1) - x.narrow(dim, n - 2, 1))
     return d
+
+
+def _peak_chain_sums(val: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+    """Each bin's sum along the chain of its peak ``(B, T, F)``: :func:`_chain_sums` of ``val``
+    with ``ptr(n, p) = owner(n - 1, p)``, read at ``owner``.
+
+    A chain runs through peaks alone (every pointer is an owner, and owners are peaks), so the
+    sums run on the peaks of each frame packed to its front (speech: ~130 of 513 bins, at most
+    ~190): the same additions in the same order as on every bin, a third of the work.
+    """
+    b, t, f = owner.shape
+    bins = torch.arange(f, device=owner.device)
+    is_peak = owner == bins  # a peak owns itself, any other bin another
+    rank = is_peak.cumsum(-1).sub_(1)  # a peak's place among its frame's peaks (-1 before the first)
+    k = int(rank[..., -1].max()) + 1  # the most peaks of a frame (each frame has one at least)
+    place = torch.gather(rank, 2, owner)  # (B, T, F): the place of each bin's peak
+    peaks = torch.zeros(b, t, k, dtype=owner.dtype, device=owner.device)  # the bin of each place
+    peaks.scatter_reduce_(2, rank.clamp_(min=0), is_peak * bins, reduce="amax")  # (0 past the last)
+    del rank, is_peak
+    packed = torch.gather(val, 2, peaks)
+    ptr = torch.zeros_like(peaks)
+    ptr[:, 1:] = torch.gather(place[:, :-1], 2, peaks[:, 1:])
+    _chain_sums(packed, ptr)
+    return torch.gather(packed, 2, place)
 
 
 def _chain_sums(val: torch.Tensor, ptr: torch.Tensor) -> None:
