@@ -277,7 +277,6 @@ def test_the_registry_imports_nothing_heavy() -> None:
     assert not names & {"torch", "numpy", "scipy", "soundfile"}
 
 
-
 _LAZY_PROBE = """
 import sys
 import numpy as np
@@ -310,6 +309,7 @@ def test_lookups_import_only_the_modules_they_need_and_keep_a_users_stage() -> N
         "all listed: True",
         "kept after listing: True",  # the built-ins were imported first: none replaced it
     ]
+
 
 CORE = (
     "dsp",
