@@ -49,8 +49,10 @@ SHARPEN_TARGETS = (0.9, 1.45)
 #: along time cannot be brought back to :data:`SHARPEN_TARGETS`'s 0.9 by the 3-tap unsharp mask
 #: without over-sharpening (on blurs of 1 frame / 0.7 bin the bisection ran into the old cap of 6
 #: on every clip, where the log-mel is further from the original's than at 4): with the amount
-#: held at 4, blurs of 0.8-1.3 frames gain PESQ-WB +0.03 to +0.21 and DistillMOS +0.03 to +0.28
-#: (``benchmarks/predicted_research.md``, 2026-12-05). Along mel bins the amounts found are 0.5-2.6.
+#: held at 4, blurs of 1-1.3 frames gain PESQ-WB +0.03 to +0.27 and DNSMOS +0.02 to +0.19 on the
+#: dev and corpus clips (DistillMOS +0.03 to +0.28 on the dev clips, but -0.06 on 8 corpus clips
+#: at a 1.3-frame blur); milder blurs never reach the cap (``benchmarks/predicted_research.md``,
+#: 2026-12-05). Along mel bins the amounts found are 0.5-2.6, under the cap.
 SHARPEN_MAX_AMOUNT = 4.0
 
 #: Cells of the log-mel within this many nepers of the item's peak count for the roughness.
