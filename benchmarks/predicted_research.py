@@ -214,6 +214,9 @@ PIPELINES: dict[str, str] = {
     "g1.1": "sharpen+nnls(iters=20)+pghi+magla(iters=16,gamma=1.1)",
     "sharp6": "sharpen(max_amount=6.0)+nnls(iters=20)+pghi+magla(iters=16)",
     "sharp4": "sharpen(max_amount=4.0)+nnls(iters=20)+pghi+magla(iters=16)",
+    "f1.3": "sharpen(targets=(0.9,1.3))+nnls(iters=20)+pghi+magla(iters=16)",
+    "f1.6": "sharpen(targets=(0.9,1.6))+nnls(iters=20)+pghi+magla(iters=16)",
+    "t1.0": "sharpen(targets=(1.0,1.45))+nnls(iters=20)+pghi+magla(iters=16)",
     "sharp4ab": "sharpen(max_amount=4.0)+nnls(iters=20)+pghi+magla(iters=16,alpha=0.9,beta=0.9)",
 }
 
