@@ -52,10 +52,24 @@ from melinvert.magnitude import decode_mel
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEECH = ROOT.parent / "shared" / "data" / "speech"
+TRAIN = ROOT.parent / "shared" / "data" / "train"
 PRESET = "hifigan-22k-80"
 TUNE = ["LJ001-0001", "LJ001-0004", "LJ001-0006", "cmu_arctic_us_aew_a0001"]
 CHECK = ["LJ001-0002", "LJ001-0003", "LJ001-0005", "LJ001-0007", "LJ001-0008", "cmu_arctic_us_aew_a0002"]
 DEGRADATIONS = ("clean", "smooth", "noisy", "tts", "masked")
+#: Held-out clips of the corpus in ``shared/data/train`` (never tuned on): LJ Speech,
+#: LibriSpeech (16 kHz), LibriTTS (24 kHz) and a CMU ARCTIC speaker, first ``MAX_SECONDS`` s.
+HELDOUT = [
+    "ljspeech_LJ001-0010",
+    "ljspeech_LJ002-0035",
+    "ljspeech_LJ050-0131",
+    "librispeech_103-1240-0000",
+    "librispeech_332-128985-0000",
+    "librispeech_7226-86964-0000",
+    "libritts_8463_294825_000043_000000",
+    "cmuarctic_spkU1_a0010",
+]
+MAX_SECONDS = 10.0
 
 
 # ---------------------------------------------------------------------- MOS predictors
@@ -87,8 +101,13 @@ def dnsmos_ovrl(y16: np.ndarray) -> float:
 
 
 def load_clip(name: str, sr: int) -> np.ndarray:
-    y, file_sr = sf.read(SPEECH / f"{name}.wav", dtype="float64", always_2d=True)
-    y = y.mean(axis=1)
+    """A development clip (``speech/NAME.wav``) or a corpus clip (``train/NAME.flac``), mono at
+    ``sr``, at most :data:`MAX_SECONDS` long."""
+    path = SPEECH / f"{name}.wav"
+    if not path.exists():
+        path = TRAIN / f"{name}.flac"
+    y, file_sr = sf.read(path, dtype="float64", always_2d=True)
+    y = y.mean(axis=1)[: int(MAX_SECONDS * file_sr)]
     return soxr.resample(y, file_sr, sr, quality="VHQ") if file_sr != sr else y
 
 
@@ -122,6 +141,7 @@ def degrade(
 
 
 def builtin(name: str) -> Callable[[np.ndarray, int], np.ndarray]:
+    """A registered pipeline or any method string (``sharpen+nnls+pghi+magla(iters=12)``)."""
     return lambda logmel, n: mi.invert(logmel, PRESET, method=name, length=n)
 
 
@@ -150,6 +170,8 @@ def add_variants() -> None:
     for spec in VARIANTS:
         name, kw = spec
         METHODS[name] = research(**kw)
+    for name, method in PIPELINES.items():
+        METHODS[name] = builtin(method)
 
 
 VARIANTS: list[tuple[str, dict]] = [
@@ -162,7 +184,41 @@ VARIANTS: list[tuple[str, dict]] = [
     ("asharp1.1/1.7", {"sharpen": True, "sharpen_kw": {"targets": (1.1, 1.7)}}),
     ("asharp0.8/1.3", {"sharpen": True, "sharpen_kw": {"targets": (0.8, 1.3)}}),
     ("asharp0.7/1.2", {"sharpen": True, "sharpen_kw": {"targets": (0.7, 1.2)}}),
+    ("cascade-sharp", {"sharpen": True}),
+    ("max4", {"sharpen": True, "sharpen_kw": {"max_amount": 4.0}}),
+    ("max3", {"sharpen": True, "sharpen_kw": {"max_amount": 3.0}}),
+    ("max8", {"sharpen": True, "sharpen_kw": {"max_amount": 8.0}}),
+    ("max5", {"sharpen": True, "sharpen_kw": {"max_amount": 5.0}}),
 ]
+
+#: Variants written as method strings (name -> method), 2026-12-05.
+PIPELINES: dict[str, str] = {
+    "nnls10+m18": "sharpen+nnls(iters=10)+pghi+magla(iters=18)",
+    "m18": "sharpen+nnls(iters=20)+pghi+magla(iters=18)",
+    "m12": "sharpen+nnls(iters=20)+pghi+magla(iters=12)",
+    "m8": "sharpen+nnls(iters=20)+pghi+magla(iters=8)",
+    "m24": "sharpen+nnls(iters=20)+pghi+magla(iters=24)",
+    "m32": "sharpen+nnls(iters=20)+pghi+magla(iters=32)",
+    "a.9": "sharpen+nnls(iters=20)+pghi+magla(iters=16,alpha=0.9)",
+    "b1.3": "sharpen+nnls(iters=20)+pghi+magla(iters=16,beta=1.3)",
+    "b.9": "sharpen+nnls(iters=20)+pghi+magla(iters=16,beta=0.9)",
+    "g1.4": "sharpen+nnls(iters=20)+pghi+magla(iters=16,gamma=1.4)",
+    "g1.0": "sharpen+nnls(iters=20)+pghi+magla(iters=16,gamma=1.0)",
+    "mfgla16": "sharpen+nnls(iters=20)+pghi+mfgla(iters=16)",
+    "n30": "sharpen+nnls(iters=30)+pghi+magla(iters=16)",
+    "n40m14": "sharpen+nnls(iters=40)+pghi+magla(iters=14)",
+    "n60m12": "sharpen+nnls(iters=60)+pghi+magla(iters=12)",
+    "b.8": "sharpen+nnls(iters=20)+pghi+magla(iters=16,beta=0.8)",
+    "a.9b.9": "sharpen+nnls(iters=20)+pghi+magla(iters=16,alpha=0.9,beta=0.9)",
+    "a.95": "sharpen+nnls(iters=20)+pghi+magla(iters=16,alpha=0.95)",
+    "g1.1": "sharpen+nnls(iters=20)+pghi+magla(iters=16,gamma=1.1)",
+    "sharp6": "sharpen(max_amount=6.0)+nnls(iters=20)+pghi+magla(iters=16)",
+    "sharp4": "sharpen(max_amount=4.0)+nnls(iters=20)+pghi+magla(iters=16)",
+    "f1.3": "sharpen(targets=(0.9,1.3))+nnls(iters=20)+pghi+magla(iters=16)",
+    "f1.6": "sharpen(targets=(0.9,1.6))+nnls(iters=20)+pghi+magla(iters=16)",
+    "t1.0": "sharpen(targets=(1.0,1.45))+nnls(iters=20)+pghi+magla(iters=16)",
+    "sharp4ab": "sharpen(max_amount=4.0)+nnls(iters=20)+pghi+magla(iters=16,alpha=0.9,beta=0.9)",
+}
 
 
 # ---------------------------------------------------------------------- run
@@ -182,14 +238,16 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     add_variants()
-    clips = {"tune": TUNE, "check": CHECK, "all": TUNE + CHECK}.get(args.clips, args.clips.split(","))
+    clips = {"tune": TUNE, "check": CHECK, "all": TUNE + CHECK, "heldout": HELDOUT}.get(
+        args.clips, args.clips.split(",")
+    )
     cfg = mi.get_preset(PRESET)
     sr = cfg.sample_rate
     tag = f"t{args.sigma_t}_f{args.sigma_f}_n{args.noise}"
     cache_path = Path(args.cache)
     cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
     audio = {c: load_clip(c, sr) for c in clips}
-    all_names = TUNE + CHECK
+    all_names = TUNE + CHECK if all(c in TUNE + CHECK for c in clips) else list(clips)
     methods = args.methods.split(",")
     degr = args.degradations.split(",")
     secs: dict[tuple[str, str], float] = {}
@@ -207,7 +265,14 @@ def main() -> None:
                 if key in cache and (args.no_mos or cache[key].get("distillmos") is not None):
                     continue
                 s = metrics.score(y, out, sr, config=cfg)
-                rec = {"pesq": s["pesq_wb"], "stoi": s["stoi"], "distillmos": None, "dnsmos": None}
+                rms = float(np.sqrt(np.mean(np.square(out)) / max(np.mean(np.square(y)), 1e-20)))
+                rec = {
+                    "pesq": s["pesq_wb"],
+                    "stoi": s["stoi"],
+                    "rms": rms,
+                    "distillmos": None,
+                    "dnsmos": None,
+                }
                 if not args.no_mos:
                     o16 = soxr.resample(np.asarray(out, dtype=np.float64), sr, 16000, quality="VHQ")
                     rec["distillmos"], rec["dnsmos"] = distillmos(o16), dnsmos_ovrl(o16)
@@ -217,20 +282,20 @@ def main() -> None:
             print(f"{clip} {d} done", file=sys.stderr, flush=True)
     # reference rows: the original recording's MOS
     print(f"\nclips: {', '.join(clips)}; {tag}\n")
-    print("| method | degradation | PESQ-WB | STOI | DistillMOS | DNSMOS OVRL | time / default |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| method | degradation | PESQ-WB | STOI | DistillMOS | DNSMOS OVRL | RMS ratio | time / default |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for d in degr:
         for m in ["default", *[m for m in methods if m != "default"]]:
             recs = [cache[f"{tag}|{m}|{d}|{c}"] for c in clips]
 
             def mean(k: str, recs: list = recs) -> str:
-                v = [r[k] for r in recs if r[k] is not None]
+                v = [r[k] for r in recs if r.get(k) is not None]
                 return f"{np.mean(v):.3f}" if v else "-"
 
             ratio = secs[(m, d)] / secs[("default", d)]
             print(
                 f"| {m} | {d} | {mean('pesq')} | {mean('stoi')} | {mean('distillmos')} | {mean('dnsmos')} "
-                f"| {ratio:.2f} |"
+                f"| {mean('rms')} | {ratio:.2f} |"
             )
 
 

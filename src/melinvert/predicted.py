@@ -45,6 +45,16 @@ from .stage import Context, State
 #: real speech measured (0.93, 1.49) on 22 clips, above what a blur of a frame and 0.7 bin leaves.
 SHARPEN_TARGETS = (0.9, 1.45)
 
+#: Largest unsharp amount :func:`sharpen_mel` uses along an axis. A Gaussian blur of a frame
+#: along time cannot be brought back to :data:`SHARPEN_TARGETS`'s 0.9 by the 3-tap unsharp mask
+#: without over-sharpening (on blurs of 1 frame / 0.7 bin the bisection ran into the old cap of 6
+#: on every clip, where the log-mel is further from the original's than at 4): with the amount
+#: held at 4, blurs of 1-1.3 frames gain PESQ-WB +0.03 to +0.27 and DNSMOS +0.02 to +0.19 on the
+#: dev and corpus clips (DistillMOS +0.03 to +0.28 on the dev clips, but -0.06 on 8 corpus clips
+#: at a 1.3-frame blur); milder blurs never reach the cap (``benchmarks/predicted_research.md``,
+#: 2026-12-05). Along mel bins the amounts found are 0.5-2.6, under the cap.
+SHARPEN_MAX_AMOUNT = 4.0
+
 #: Cells of the log-mel within this many nepers of the item's peak count for the roughness.
 ACTIVE_RANGE = 8.0
 
@@ -112,7 +122,7 @@ def sharpen_mel(
     config: MelConfig,
     *,
     targets: tuple[float, float] = SHARPEN_TARGETS,
-    max_amount: float = 6.0,
+    max_amount: float = SHARPEN_MAX_AMOUNT,
     steps: int = 12,
 ) -> torch.Tensor:
     """Sharpen an over-smoothed LINEAR mel ``(B, n_mels, T)`` back to a recording's roughness.
@@ -120,10 +130,11 @@ def sharpen_mel(
     Along time, then along mel bins: where an item's roughness (:func:`mel_roughness`) is
     below that axis's target, the log-mel gets the unsharp mask ``L + a (L - [1/4, 1/2, 1/4] *
     L)`` with the amount ``a`` in ``[0, max_amount]`` that brings the roughness to the target
-    (``steps`` bisection steps, per item); otherwise it is left as it is. Cells at the floor
-    (1e-7 of the peak) stay as given, and a sharpened item is scaled back to the energy it was
-    given (its level). Returns the linear mel, same shape and dtype; an item at or above both
-    targets is returned unchanged.
+    (``steps`` bisection steps, per item; ``max_amount`` where even that falls short: a strong
+    blur is sharpened part of the way, see :data:`SHARPEN_MAX_AMOUNT`); otherwise it is left as
+    it is. Cells at the floor (1e-7 of the peak) stay as given, and a sharpened item is scaled
+    back to the energy it was given (its level). Returns the linear mel, same shape and dtype;
+    an item at or above both targets is returned unchanged.
     """
     _check_linear(mel, config)
     check(
@@ -330,7 +341,7 @@ registry.register(
     "sharpen",
     "mel",
     _sharpen_stage,
-    params={"targets": SHARPEN_TARGETS, "max_amount": 6.0, "steps": 12},
+    params={"targets": SHARPEN_TARGETS, "max_amount": SHARPEN_MAX_AMOUNT, "steps": 12},
     description="sharpen an over-smoothed (predicted) log-mel back to a recording's roughness; "
     "leaves the mel of a recording as it is",
 )
