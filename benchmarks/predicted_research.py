@@ -218,6 +218,8 @@ PIPELINES: dict[str, str] = {
     "f1.6": "sharpen(targets=(0.9,1.6))+nnls(iters=20)+pghi+magla(iters=16)",
     "t1.0": "sharpen(targets=(1.0,1.45))+nnls(iters=20)+pghi+magla(iters=16)",
     "sharp4ab": "sharpen(max_amount=4.0)+nnls(iters=20)+pghi+magla(iters=16,alpha=0.9,beta=0.9)",
+    # `fast` before session 6 (stage 1: 10 NNLS iterations; now the pseudo-inverse)
+    "fast-nnls10": "sharpen+nnls(iters=10)+pghi+magla(iters=6)",
 }
 
 

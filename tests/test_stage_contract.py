@@ -301,6 +301,15 @@ print("kept after listing:", registry.stage("wave_lbfgs").fn is mine)
 """
 
 
+@pytest.mark.parametrize("name", sorted(registry.pipelines()))
+def test_every_pipeline_reads_in_a_fresh_process(name: str) -> None:
+    """A process's first lookup imports what the pipeline's steps need (``wave_lbfgs`` is the
+    name of a pipeline and of the stage ``quality`` ends with)."""
+    probe = f"from melinvert import registry; print(len(registry.parse({name!r}).steps))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and int(done.stdout) >= 1, done.stderr[-400:]
+
+
 def test_lookups_import_only_the_modules_they_need_and_keep_a_users_stage() -> None:
     out = subprocess.run(
         [sys.executable, "-c", _LAZY_PROBE], capture_output=True, text=True, check=True, timeout=120

@@ -207,20 +207,23 @@ def register_pipeline(name: str, method: str, description: str) -> None:
     _PIPELINES[name] = (method, description)
 
 
-def _ensure_loaded(name: str | None = None) -> None:
+def _ensure_loaded(name: str | None = None, *, as_stage: bool = False) -> None:
     """Import the built-in modules: all of them, or (with ``name``) those up to the first that
-    registers ``name`` (none if it is registered already; all if no built-in does)."""
+    registers ``name`` (none if it is registered already; all if no built-in does); with
+    ``as_stage``, as a stage or alias (``wave_lbfgs`` is also the name of a pipeline)."""
     global _loaded
-    while _loaded < len(BUILTIN_MODULES) and (
-        name is None or (name not in _STAGES and name not in _ALIASES and name not in _PIPELINES)
-    ):
+
+    def known() -> bool:
+        return name in _STAGES or name in _ALIASES or (not as_stage and name in _PIPELINES)
+
+    while _loaded < len(BUILTIN_MODULES) and (name is None or not known()):
         _loaded += 1
         importlib.import_module(BUILTIN_MODULES[_loaded - 1])
 
 
 def stage(name: str) -> Stage:
     """The stage record of ``name`` (an alias resolves to its stage with the alias's defaults)."""
-    _ensure_loaded(name)
+    _ensure_loaded(name, as_stage=True)
     if name in _STAGES:
         return _STAGES[name]
     if name in _ALIASES:
