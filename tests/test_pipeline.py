@@ -369,7 +369,10 @@ def test_parse_method_fills_defaults_in_any_order() -> None:
     assert pipeline.parse_method("fgla").spelled == "nnls(iters=36)+pghi+fgla(iters=32)"
     assert pipeline.parse_method("agla+zero+pinv") == pipeline.parse_method("pinv+zero+agla")
     assert pipeline.parse_method("transpose").kinds() == ["magnitude", "init"]  # no stage 2: no iterations
-    assert pipeline.parse_method("default", 5).spelled == "sharpen+nnls(iters=20)+pghi+magla(iters=5)"
+    assert (
+        pipeline.parse_method("default", 5).spelled
+        == "sharpen+nnls(iters=20)+pghi+magla(iters=5, given_alpha=0.9, given_beta=0.9)"
+    )
 
 
 # ---------------------------------------------------------------------- errors

@@ -236,3 +236,25 @@ def test_inspect_reports_the_consistency(tmp_path, capsys):
     blur = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("consistency:")]
     assert len(rec) == 1 and rec[0].startswith("consistency: looks like the mel of a recording")
     assert len(blur) == 1 and blur[0].startswith("consistency: not the mel of a waveform: over-smoothed")
+
+
+def test_default_fits_kept_mels_with_their_own_momentum_per_item(synth):
+    """``default``'s ``magla`` uses ``given_alpha``/``given_beta`` (0.9) for the items ``sharpen``
+    left as given and its own momentum for the sharpened ones, item by item in a batch."""
+    rough = mi.mel_spectrogram(np.random.default_rng(3).standard_normal(22050).astype(np.float64) * 0.1, CFG)
+    blurred = _blur(synth[:, : rough.shape[-1]])
+    assert torch.equal(predicted.sharpen_mel(_lin(rough), CFG), _lin(rough))  # left as given
+    assert not torch.equal(predicted.sharpen_mel(_lin(blurred), CFG), _lin(blurred))  # sharpened
+    kept = mi.invert(rough, CFG, method="default", seed=0)
+    np.testing.assert_array_equal(
+        kept,
+        mi.invert(
+            rough, CFG, method="sharpen+nnls(iters=20)+pghi+magla(iters=16, alpha=0.9, beta=0.9)", seed=0
+        ),
+    )
+    sharp = mi.invert(blurred, CFG, method="default", seed=0)
+    np.testing.assert_array_equal(
+        sharp, mi.invert(blurred, CFG, method="sharpen+nnls(iters=20)+pghi+magla(iters=16)", seed=0)
+    )
+    both = mi.invert(np.stack([rough, blurred]), CFG, method="default", seed=0)
+    np.testing.assert_allclose(both, np.stack([kept, sharp]), rtol=0, atol=1e-12)

@@ -50,10 +50,16 @@ def project_magnitude(spec: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
 
 
 def momentum(
-    new: torch.Tensor, old: torch.Tensor, weight: float, *, out: torch.Tensor | None = None
+    new: torch.Tensor,
+    old: torch.Tensor,
+    weight: float | torch.Tensor,
+    *,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``old + weight * (new - old)`` for complex tensors (on their real views: much faster),
-    into ``out`` when given (which may be ``new`` or ``old`` itself, not a part of either)."""
+    into ``out`` when given (which may be ``new`` or ``old`` itself, not a part of either).
+    ``weight`` is a number or a real tensor that broadcasts over the real views
+    (``(B, 1, 1, 1)``: one per item)."""
     res = torch.lerp(
         torch.view_as_real(old),
         torch.view_as_real(new),
@@ -408,8 +414,8 @@ def agla(
     angles: torch.Tensor,
     *,
     n_iter: int,
-    alpha: float = 0.99,
-    beta: float = 1.1,
+    alpha: float | torch.Tensor = 0.99,
+    beta: float | torch.Tensor = 1.1,
     gamma: float = 1.2,
     refit: MelRefit | None = None,
     callback: Callback | None = None,
@@ -419,7 +425,13 @@ def agla(
     t_n = (1 - gamma) d_{n-1} + gamma P1(P2(c_{n-1}))
     c_n = t_n + alpha (t_n - t_{n-1})
     d_n = t_n + beta (t_n - t_{n-1})
+
+    ``alpha`` and ``beta`` are numbers, or one per item ``(B,)``.
     """
+    if isinstance(alpha, torch.Tensor):  # per item: weights over the spectra's real views
+        alpha = alpha.to(mag.dtype).reshape(-1, 1, 1, 1)
+    if isinstance(beta, torch.Tensor):
+        beta = beta.to(mag.dtype).reshape(-1, 1, 1, 1)
     c = torch.polar(mag, angles)
     t_prev = c
     d = c
@@ -456,11 +468,18 @@ def _init_stage(fn: Callable[..., torch.Tensor]) -> Callable[..., State]:
 
 def _iterative_stage(algorithm: Callable[..., torch.Tensor]) -> Callable[..., State]:
     """A stage-2 stage: ``(State.mag, State.angles)`` -> ``State.audio`` by ``algorithm``, whose
-    magnitude is re-fitted to the mel every iteration when ``refit`` (the ``m*`` names)."""
+    magnitude is re-fitted to the mel every iteration when ``refit`` (the ``m*`` names).
+
+    Parameters named ``given_<p>`` (``agla``'s ``given_alpha``, ``given_beta``) replace ``<p>``
+    for the items whose mel a ``mel`` stage left as given (``sharpen`` leaves a recording's mel
+    alone): those items are fitted as mels of waveforms, the others as predicted mels. ``None``
+    keeps ``<p>`` for every item.
+    """
 
     def run(state: State, ctx: Context, *, iters: int, refit: bool = False, **params: object) -> State:
         if iters == 0:
             return state.replace(audio=ctx.frames.synthesis(torch.polar(state.mag, state.angles)))
+        params = per_item_params(params, state.mel, ctx.target)
         fit = MelRefit(ctx.frames_first(state.mel), ctx.config) if refit else None
         audio = algorithm(
             state.mag, ctx.frames, state.angles, n_iter=iters, refit=fit, callback=ctx.progress, **params
@@ -469,6 +488,23 @@ def _iterative_stage(algorithm: Callable[..., torch.Tensor]) -> Callable[..., St
 
     run.__name__ = run.__qualname__ = f"{algorithm.__name__}_stage"
     return run
+
+
+def per_item_params(params: dict[str, object], mel: torch.Tensor, given: torch.Tensor) -> dict[str, object]:
+    """``params`` with each ``given_<p>`` resolved into ``<p>``: a number where every item's
+    ``mel`` is ``given`` (or none is), else one value per item ``(B,)``."""
+    out = {k: v for k, v in params.items() if not k.startswith("given_")}
+    pairs = {k[len("given_") :]: v for k, v in params.items() if k.startswith("given_") and v is not None}
+    if not pairs:
+        return out
+    kept = (mel == given).flatten(1).all(dim=1)  # (B,): the mel stage left the item as given
+    for name, value in pairs.items():
+        if bool(kept.all()):
+            out[name] = value
+        elif bool(kept.any()):
+            other = torch.full(kept.shape, float(out[name]), dtype=torch.float64, device=mel.device)  # type: ignore[arg-type]
+            out[name] = torch.where(kept, torch.full_like(other, float(value)), other)  # type: ignore[arg-type]
+    return out
 
 
 _PGHI_DESC = "phase gradient heuristic integration (Prusa et al. 2017), following ridges frame by frame"
@@ -494,8 +530,17 @@ registry.register(
     "agla",
     "phase",
     _iterative_stage(agla),
-    params={"iters": 32, "refit": False, "alpha": 0.99, "beta": 1.1, "gamma": 1.2},
-    description="accelerated Griffin-Lim (Nenov et al. 2023)",
+    params={
+        "iters": 32,
+        "refit": False,
+        "alpha": 0.99,
+        "beta": 1.1,
+        "gamma": 1.2,
+        "given_alpha": None,
+        "given_beta": None,
+    },
+    description="accelerated Griffin-Lim (Nenov et al. 2023); given_alpha/given_beta: the momentum "
+    "for items whose mel a mel stage left as given",
 )
 registry.register_alias(
     "mgla", "gla", {"refit": True}, "Griffin-Lim whose magnitude is re-fitted to the mel every iteration"

@@ -38,7 +38,7 @@ from .dsp import FrameOps, as_tensor
 from .errors import check, check_positive
 from .magnitude import decode_mel, nnls
 from .operator import mel_operator
-from .phase import MelRefit, agla, init_pghi, power
+from .phase import MelRefit, agla, init_pghi, per_item_params, power
 from .stage import Context, State
 
 #: Roughness targets of :func:`sharpen_mel` (time, mel bins): below the lowest a recording of
@@ -240,11 +240,16 @@ def invert_linear(
     :func:`sharpen_mel` (if ``sharpen``), NNLS (``nnls_iter``), PGHI, ``n_iter`` accelerated
     Griffin-Lim iterations re-fitted (:class:`TolerantRefit`) to the sharpened mel. With
     ``sharpen=False, tolerance=0, refit_exponent=1`` this is today's ``default`` (as one
-    block). ``callback`` as :func:`melinvert.phase.agla`'s.
+    block; like it, the items left as given get the momentum 0.9 of ``given_alpha`` and
+    ``given_beta``). ``callback`` as :func:`melinvert.phase.agla`'s.
     """
     _check_linear(mel, config)
+    given = mel
     if sharpen:
         mel = sharpen_mel(mel, config, **(sharpen_kw or {}))
+    momentum = per_item_params(
+        {"alpha": 0.99, "beta": 1.1, "given_alpha": 0.9, "given_beta": 0.9}, mel, given
+    )
     mel = mel_operator(config, dtype=mel.dtype, device=mel.device).extend_frames(mel)  # Whisper's frame
     mag = nnls(mel, config, n_iter=nnls_iter).transpose(-1, -2).contiguous()
     ops = FrameOps(config, length, dtype=mag.dtype, device=mag.device)
@@ -255,7 +260,7 @@ def invert_linear(
     refit = TolerantRefit(
         mel.transpose(-1, -2).contiguous(), config, tolerance=tolerance, exponent=refit_exponent
     )
-    return agla(mag, ops, init_pghi(mag, config), n_iter=n_iter, refit=refit, callback=callback)
+    return agla(mag, ops, init_pghi(mag, config), n_iter=n_iter, refit=refit, callback=callback, **momentum)  # type: ignore[arg-type]
 
 
 class MelConsistency(NamedTuple):

@@ -422,7 +422,12 @@ def _apply_params(steps: list[Step], params: Mapping[str, Mapping[str, Any]], me
         )
         check(isinstance(given, Mapping), f"params[{name!r}] must be a mapping of parameter -> value")
         i = by_name[name]
-        merged = _check_params(steps[i].stage, {**steps[i].params, **given}, f"params[{name!r}]")
+        # a parameter set here holds for every item: it clears the plan's own per-item
+        # variant of it (``given_alpha`` beside ``alpha``; see phase.per_item_params)
+        cleared = {
+            f"given_{k}": None for k in given if f"given_{k}" in steps[i].params and f"given_{k}" not in given
+        }
+        merged = _check_params(steps[i].stage, {**steps[i].params, **cleared, **given}, f"params[{name!r}]")
         steps[i] = Step(steps[i].stage, MappingProxyType(merged))
     return steps
 
@@ -441,8 +446,8 @@ def _apply_n_iter(steps: list[Step], n_iter: int) -> list[Step]:
 # are registered by melinvert.neural.stages.
 register_pipeline(
     "default",
-    "sharpen+nnls(iters=20)+pghi+magla(iters=16)",
-    "a predicted (over-smoothed) mel sharpened, NNLS magnitude, PGHI phase, 16 accelerated Griffin-Lim iterations re-fitted to the mel",
+    "sharpen+nnls(iters=20)+pghi+magla(iters=16, given_alpha=0.9, given_beta=0.9)",
+    "a predicted (over-smoothed) mel sharpened, NNLS magnitude, PGHI phase, 16 accelerated Griffin-Lim iterations re-fitted to the mel (momentum 0.9 where the mel was left as given)",
 )
 register_pipeline(
     "fast",
@@ -451,17 +456,17 @@ register_pipeline(
 )
 register_pipeline(
     "stft_gd",
-    "sharpen+nnls(iters=20)+pghi+magla(iters=16)+stft_gd(iters=100)",
+    "sharpen+nnls(iters=20)+pghi+magla(iters=16, given_alpha=0.9, given_beta=0.9)+stft_gd(iters=100)",
     "default, then 100 Adam steps on a free STFT (consistency + log-mel fit)",
 )
 register_pipeline(
     "wave_lbfgs",
-    "sharpen+nnls(iters=20)+pghi+magla(iters=16)+wave_lbfgs(iters=40)",
+    "sharpen+nnls(iters=20)+pghi+magla(iters=16, given_alpha=0.9, given_beta=0.9)+wave_lbfgs(iters=40)",
     "default, then 40 L-BFGS iterations on the waveform against the log mel",
 )
 register_pipeline(
     "joint",
-    "sharpen+nnls(iters=20)+pghi+magla(iters=16)+joint(iters=60)",
+    "sharpen+nnls(iters=20)+pghi+magla(iters=16, given_alpha=0.9, given_beta=0.9)+joint(iters=60)",
     "default, then 60 ADMM iterations on magnitude and phase together (power-1 mels)",
 )
 register_pipeline(
