@@ -542,3 +542,16 @@ def test_repeated_refits_converge() -> None:
         errors.append(_mel_error(cur.abs(), mel, fb, c.power, energy))
     assert (np.diff(errors) < 0).all(), errors
     assert errors[-1] < 0.1 * errors[0]
+
+
+def test_per_item_params_resolve_the_given_variants() -> None:
+    given = torch.rand(3, 4, 5)
+    mel = given.clone()
+    mel[1] *= 2.0  # item 1 changed by a mel stage
+    p = {"alpha": 0.99, "beta": 1.1, "gamma": 1.2, "given_alpha": 0.9, "given_beta": None}
+    out = phase.per_item_params(p, mel, given)
+    assert set(out) == {"alpha", "beta", "gamma"} and out["beta"] == 1.1 and out["gamma"] == 1.2
+    torch.testing.assert_close(out["alpha"], torch.tensor([0.9, 0.99, 0.9], dtype=torch.float64))
+    assert phase.per_item_params(p, given.clone(), given)["alpha"] == 0.9  # all left as given
+    assert phase.per_item_params(p, given * 2, given)["alpha"] == 0.99  # none
+    assert phase.per_item_params(p, given[..., :4], given)["alpha"] == 0.99  # reshaped: none

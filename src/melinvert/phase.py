@@ -492,10 +492,17 @@ def _iterative_stage(algorithm: Callable[..., torch.Tensor]) -> Callable[..., St
 
 def per_item_params(params: dict[str, object], mel: torch.Tensor, given: torch.Tensor) -> dict[str, object]:
     """``params`` with each ``given_<p>`` resolved into ``<p>``: a number where every item's
-    ``mel`` is ``given`` (or none is), else one value per item ``(B,)``."""
+    ``mel`` is ``given`` (or none is), else one value per item ``(B,)`` float64.
+
+    ``mel`` ``(B, n_mels, frames)`` is the linear mel the plan fits (a ``mel`` stage's output),
+    ``given`` the one it was given; an item counts as left as given where they are equal to the
+    bit. A ``given_<p>`` of ``None`` is dropped.
+    """
     out = {k: v for k, v in params.items() if not k.startswith("given_")}
     pairs = {k[len("given_") :]: v for k, v in params.items() if k.startswith("given_") and v is not None}
     if not pairs:
+        return out
+    if mel.shape != given.shape:  # a mel stage that reshaped the mel left nothing as given
         return out
     kept = (mel == given).flatten(1).all(dim=1)  # (B,): the mel stage left the item as given
     for name, value in pairs.items():
