@@ -301,8 +301,6 @@ class MelRefit:
         op = mel_operator(config, dtype=mel.dtype, device=mel.device)
         self.op = op
         self.lo, self.hi = op.lo, op.hi
-        self.fb_t = op.fb_cover_t  # (F', M)
-        self.gain_map = op.gain_map  # (M, F'): each covered bin's weights sum to one
         self.power = config.power
         self.mel = mel
         self.tiny = 1e-8 * float(mel.amax()) + torch.finfo(mel.dtype).tiny
@@ -320,7 +318,7 @@ class MelRefit:
             pw = p.pow_(self.power / 2)
         est = self.op.cover_mel_frames_first(pw)  # (B, T, M)
         self._est = est
-        gain = self.op.spread_frames_first(self.mel / est.clamp_min(self.tiny))  # (B, T, F')
+        gain = self.op.spread_frames_first(self._ratio(self.mel / est.clamp_min(self.tiny)))  # (B, T, F')
         band = pw.mul_(gain)
         if self.power != 1:
             band = band.pow_(1.0 / self.power)
@@ -329,6 +327,11 @@ class MelRefit:
         out[..., self.hi :] = 0.0
         out[..., self.lo : self.hi] = band
         return out
+
+    def _ratio(self, ratio: torch.Tensor) -> torch.Tensor:
+        """The band gains applied for ``mel / est`` ``(B, T, n_mels)``: the ratio itself here
+        (a subclass may temper it)."""
+        return ratio
 
     def loss(self) -> torch.Tensor:
         """Mean absolute log-mel difference ``(B,)`` of the last spectrum seen by :meth:`__call__`."""

@@ -38,7 +38,7 @@ from .dsp import FrameOps, as_tensor
 from .errors import check, check_positive
 from .magnitude import decode_mel, nnls
 from .operator import mel_operator
-from .phase import MelRefit, agla, init_pghi, per_item_params, power
+from .phase import MelRefit, agla, init_pghi, per_item_params
 from .stage import Context, State
 
 #: Roughness targets of :func:`sharpen_mel` (time, mel bins): below the lowest a recording of
@@ -202,24 +202,13 @@ class TolerantRefit(MelRefit):
         self.tolerance = float(tolerance)
         self.exponent = float(exponent)
 
-    def __call__(self, spec: torch.Tensor) -> torch.Tensor:
-        """``(B, T, F)`` complex -> the new target magnitude ``(B, T, F)`` (zero outside the filters)."""
-        p = power(spec[..., self.lo : self.hi])
-        pw = p if self.power == 2 else p.sqrt_() if self.power == 1 else p.pow_(self.power / 2)
-        est = pw @ self.fb_t
-        self._est = est
-        ratio = self.mel / est.clamp_min(self.tiny)
-        if self.tolerance > 0 or self.exponent != 1.0:
-            r = torch.log(ratio.clamp_min(self.tiny))
-            r = torch.sign(r) * (r.abs() - self.tolerance).clamp_min(0.0)
-            ratio = torch.exp(r * self.exponent)
-        gain = ratio @ self.gain_map
-        band = pw.mul_(gain)
-        if self.power != 1:
-            band = band.pow_(1.0 / self.power)
-        out = spec.real.new_zeros(spec.shape)
-        out[..., self.lo : self.hi] = band
-        return out
+    def _ratio(self, ratio: torch.Tensor) -> torch.Tensor:
+        """``exp(exponent * shrink(ln ratio, tolerance))`` (the ratio itself at 0 and 1)."""
+        if self.tolerance == 0 and self.exponent == 1.0:
+            return ratio
+        r = torch.log(ratio.clamp_min(self.tiny))
+        r = torch.sign(r) * (r.abs() - self.tolerance).clamp_min(0.0)
+        return torch.exp(r * self.exponent)
 
 
 def invert_linear(
