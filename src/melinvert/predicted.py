@@ -236,9 +236,9 @@ def invert_linear(
     given = mel
     if sharpen:
         mel = sharpen_mel(mel, config, **(sharpen_kw or {}))
-    momentum = per_item_params(
-        {"alpha": 0.99, "beta": 1.1, "given_alpha": 0.9, "given_beta": 0.9}, mel, given
-    )
+    magla = next(s for s in registry.parse("default").steps if s.stage.name == "magla")
+    names = ("alpha", "beta", "given_alpha", "given_beta")
+    momentum = per_item_params({k: magla.params[k] for k in names}, mel, given)
     mel = mel_operator(config, dtype=mel.dtype, device=mel.device).extend_frames(mel)  # Whisper's frame
     mag = nnls(mel, config, n_iter=nnls_iter).transpose(-1, -2).contiguous()
     ops = FrameOps(config, length, dtype=mag.dtype, device=mag.device)

@@ -444,9 +444,11 @@ def _apply_n_iter(steps: list[Step], n_iter: int) -> list[Step]:
 # ---------------------------------------------------------------------- built-in pipelines
 # Chosen from measurements (benchmarks/RESULTS.md, benchmarks/optimizers.md); the learned ones
 # are registered by melinvert.neural.stages.
+#: ``default``'s steps, which ``stft_gd``, ``wave_lbfgs`` and ``joint`` continue
+DEFAULT_METHOD = "sharpen+nnls(iters=20)+pghi+magla(iters=16, given_alpha=0.9, given_beta=0.9)"
 register_pipeline(
     "default",
-    "sharpen+nnls(iters=20)+pghi+magla(iters=16, given_alpha=0.9, given_beta=0.9)",
+    DEFAULT_METHOD,
     "a predicted (over-smoothed) mel sharpened, NNLS magnitude, PGHI phase, 16 accelerated Griffin-Lim iterations re-fitted to the mel (momentum 0.9 where the mel was left as given)",
 )
 register_pipeline(
@@ -456,17 +458,17 @@ register_pipeline(
 )
 register_pipeline(
     "stft_gd",
-    "sharpen+nnls(iters=20)+pghi+magla(iters=16, given_alpha=0.9, given_beta=0.9)+stft_gd(iters=100)",
+    f"{DEFAULT_METHOD}+stft_gd(iters=100)",
     "default, then 100 Adam steps on a free STFT (consistency + log-mel fit)",
 )
 register_pipeline(
     "wave_lbfgs",
-    "sharpen+nnls(iters=20)+pghi+magla(iters=16, given_alpha=0.9, given_beta=0.9)+wave_lbfgs(iters=40)",
+    f"{DEFAULT_METHOD}+wave_lbfgs(iters=40)",
     "default, then 40 L-BFGS iterations on the waveform against the log mel",
 )
 register_pipeline(
     "joint",
-    "sharpen+nnls(iters=20)+pghi+magla(iters=16, given_alpha=0.9, given_beta=0.9)+joint(iters=60)",
+    f"{DEFAULT_METHOD}+joint(iters=60)",
     "default, then 60 ADMM iterations on magnitude and phase together (power-1 mels)",
 )
 register_pipeline(
