@@ -508,12 +508,13 @@ def per_item_params(params: dict[str, object], mel: torch.Tensor, given: torch.T
     if mel.shape != given.shape:  # a mel stage that reshaped the mel left nothing as given
         return out
     kept = (mel == given).flatten(1).all(dim=1)  # (B,): the mel stage left the item as given
+    flags = kept.tolist()
     for name, value in pairs.items():
-        if bool(kept.all()):
+        if all(flags):
             out[name] = value
-        elif bool(kept.any()):
-            other = torch.full(kept.shape, float(out[name]), dtype=torch.float64, device=mel.device)  # type: ignore[arg-type]
-            out[name] = torch.where(kept, torch.full_like(other, float(value)), other)  # type: ignore[arg-type]
+        elif any(flags):
+            values = [value if k else out[name] for k in flags]
+            out[name] = torch.tensor(values, dtype=torch.float64, device=mel.device)
     return out
 
 
