@@ -7,7 +7,8 @@ oracle-masked two-talker mixture (the clip plus the next dev clip at 0 dB, Wiene
 mel-domain ratio mask), and a combination; the recording's own mel is the control. Every
 method inverts every mel:
 
-- melinvert ``fast``, ``default``, ``quality`` (``melinvert.invert(mel, cfg, method=...)``);
+- melinvert ``fast``, ``default``, ``quality`` (``melinvert.invert(mel, cfg, method=...)``),
+  and any other method, learned ones included (``--model RUN`` for weights not shipped);
 - ``librosa`` ``mel_to_audio`` on ``exp(mel)`` with the hifigan STFT and filterbank (Slaney,
   0-8 kHz, magnitude, 32 fast Griffin-Lim iterations; librosa's centred frames lie 128 samples
   early against HiFi-GAN's, which the alignment below removes);
@@ -90,12 +91,18 @@ def make_mel(cond: Condition, y: np.ndarray, other: np.ndarray, cfg: mi.MelConfi
     return degrade.apply(mel, cfg, cond.spec, seed=seed).astype(np.float32)
 
 
-def inverters(methods: list[str], cfg: mi.MelConfig) -> dict:
-    """``name -> function(mel) -> audio`` for every method asked for."""
+def inverters(methods: list[str], cfg: mi.MelConfig, models: list[str] | None = None) -> dict:
+    """``name -> function(mel) -> audio`` for every method asked for; melinvert's methods (any
+    pipeline or method string) take the learned stages' checkpoints among ``models``."""
+    from vs_librosa import models_for
+
     out = {}
     for m in methods:
-        if m in ("fast", "default", "quality"):
-            out[m] = lambda mel, m=m: np.asarray(mi.invert(mel, cfg, method=m, seed=0), dtype=np.float64)
+        if m not in ("librosa", "hifigan", "hifigan-lj"):
+            use = models_for(m, models)
+            out[m] = lambda mel, m=m, use=use: np.asarray(
+                mi.invert(mel, cfg, method=m, seed=0, model=use), dtype=np.float64
+            )
         elif m == "librosa":
             import librosa
 
@@ -113,8 +120,6 @@ def inverters(methods: list[str], cfg: mi.MelConfig) -> dict:
 
             gen = load_generator("universal" if m == "hifigan" else "ljspeech")
             out[m] = lambda mel, gen=gen: vocode(gen, torch.from_numpy(mel)).numpy().astype(np.float64)
-        else:
-            raise SystemExit(f"unknown method {m!r}; choose from {', '.join(ALL_METHODS)}")
     return out
 
 
@@ -198,7 +203,7 @@ def run(args: argparse.Namespace) -> tuple[str, list[dict]]:
     methods = [m for m in args.methods.split(",") if m]
     families = {f for f in args.families.split(",") if f}
     conds = [c for c in CONDITIONS if c.family in families]
-    inv = inverters(methods, cfg)
+    inv = inverters(methods, cfg, args.model)
     audio = [
         soxr.resample(y, sr, cfg.sample_rate, "VHQ") if sr != cfg.sample_rate else y for _, y, sr in clips
     ]
@@ -269,7 +274,13 @@ def main() -> None:
     p.add_argument("--clips", type=int, default=10, help="how many clips (0: all)")
     p.add_argument("--clip-dir", default=str(DEFAULT_CLIPS))
     p.add_argument(
-        "--methods", default=DEFAULT_METHODS, help=f"comma-separated from {', '.join(ALL_METHODS)}"
+        "--methods",
+        default=DEFAULT_METHODS,
+        help=f"comma-separated: {', '.join(ALL_METHODS)}, or any melinvert method (learned, cnn_vocoder, "
+        "nnls+pghi+degli(iters=16), ...)",
+    )
+    p.add_argument(
+        "--model", action="append", help="checkpoint or run folder for learned stages (repeatable)"
     )
     p.add_argument(
         "--families",

@@ -95,10 +95,9 @@ def models_for(method: str, models: list[str] | None) -> list[str] | None:
     if not models:
         return None
     from melinvert.neural import read_record
-    from melinvert.neural.stages import kinds_used
     from melinvert.pipeline import parse_method
 
-    kinds = kinds_used(parse_method(method))
+    kinds = parse_method(method).models
     return [m for m in models if read_record(m)["kind"] in kinds] or None
 
 

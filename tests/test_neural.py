@@ -81,7 +81,8 @@ def test_model_sizes_come_from_the_config(preset: str) -> None:
     assert voc.enc.in_channels == cfg.n_mels and int(np.prod(voc.factors)) == cfg.hop_length
     mel = torch.rand(2, cfg.n_mels, 7)
     assert ref(mel).shape == (2, cfg.n_freqs, 7)
-    assert voc(mel).shape == (2, 7 * cfg.hop_length)
+    prior = torch.randn(2, 6 * cfg.hop_length + 5)  # any length: samples past the last hop too
+    assert voc(mel, prior).shape == prior.shape
 
 
 def test_hop_factors() -> None:
@@ -133,16 +134,25 @@ def test_a_few_steps_lower_the_loss(kind: str, corpus: Path, tmp_path: Path) -> 
     lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
     last = json.loads(lines[-1])
     assert last["step"] == 25 and np.isfinite(last["val_loss"]) and np.isfinite(last["log_mel_l1"])
-    if kind == "degli":  # learns slowly on fresh noise each step: see the fixed-batch test below
+    if kind == "degli":  # each step draws its own rollout length: see the fixed-batch test below
         assert np.isfinite(float(after))
+        return
+    if kind == "cnn_vocoder":  # it corrects `default`, which leaves little on synthetic harmonics
+        assert float(after) < float(before)
         return
     assert float(after) < 0.98 * float(before)
 
 
-def test_degli_steps_lower_its_loss_on_a_fixed_batch(corpus: Path) -> None:
-    """The DeGLI residual is mostly noise at low SNR, so fresh batches show progress only after
-    many steps; on one batch with fixed noise its loss and gradients must still work."""
-    audio, nyq = _fixed_batch(corpus)
+def test_degli_steps_lower_its_loss_on_a_fixed_batch(speech_file: Path, monkeypatch) -> None:
+    """Each DeGLI step trains on a state after a random number of its own iterations, so fresh
+    batches show progress only after many steps; from the first state of one batch of real speech
+    (no rollout) its loss, the distance to where 4 plain iterations land, must fall through its
+    gradients. (Synthetic harmonics converge in a few iterations and leave nothing to learn.)"""
+    import melinvert.neural.tasks as tasks
+    from melinvert.neural.data import Crops, load_clips
+
+    monkeypatch.setattr(tasks, "DEGLI_ROLLOUT", 1)
+    audio, nyq = Crops(load_clips([speech_file], CFG), CFG, 64).batch(step_generator(123, 0)[0], 4)
     torch.manual_seed(0)
     model = build_model("degli", CFG, TINY["degli"])
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -152,14 +162,14 @@ def test_degli_steps_lower_its_loss_on_a_fixed_batch(corpus: Path) -> None:
 
     with torch.no_grad():
         before = float(loss())
-    for _ in range(60):
+    for _ in range(40):
         value = loss()
         opt.zero_grad()
         value.backward()
         opt.step()
     with torch.no_grad():
         after = float(loss())
-    assert after < 0.995 * before
+    assert after < 0.97 * before
 
 
 def test_resume_continues_exactly(corpus: Path, tmp_path: Path) -> None:
@@ -381,12 +391,15 @@ def test_no_weights_for_other_configs_is_a_clear_error() -> None:
         mi.invert(mel, cfg, method="refiner+fgla")
 
 
-def test_shipped_refiner_runs_in_the_pipeline() -> None:
-    path = shipped_path("refiner", CFG)
-    assert path is not None and path.stat().st_size < 10e6
+def test_shipped_models_run_in_the_pipeline_and_have_cards() -> None:
+    docs = Path(__file__).resolve().parents[1] / "docs" / "models"
+    for kind in ("refiner", "degli", "cnn_vocoder"):
+        path = shipped_path(kind, CFG)
+        assert path is not None and path.stat().st_size < 10e6, kind
+        assert (docs / f"{kind}-hifigan-22k-80.md").is_file(), kind
     y = _voice(22050, 1.0, 140.0, 2)
     mel = mi.mel_spectrogram(y, CFG)
-    for method in ("refiner+fgla", "learned"):
+    for method in ("refiner+fgla", "learned", "nnls+pghi+degli", "cnn_vocoder"):
         out = mi.invert(mel, CFG, method=method, n_iter=4, length=len(y))
         assert out.shape == y.shape and np.isfinite(out).all()
         assert 0.1 < np.std(out) / np.std(y) < 10
@@ -420,18 +433,32 @@ def test_degli_and_cnn_vocoder_run_in_the_pipeline_and_in_blocks() -> None:
     y = _voice(22050, 2.0, 140.0, 3)
     mel = mi.mel_spectrogram(y, CFG)
     degli = Checkpoint("degli", CFG, TINY["degli"], {}, build_model("degli", CFG, TINY["degli"]))
+    # untrained (output layer zero): exactly the mel-refitted fast Griffin-Lim it corrects
+    plain = mi.invert(mel, CFG, method="nnls+pghi+degli", n_iter=4, model=degli, length=len(y))
+    mfgla = mi.invert(mel, CFG, method="nnls+pghi+mfgla", n_iter=4, length=len(y))
+    np.testing.assert_allclose(plain, mfgla, atol=1e-5)
     torch.nn.init.normal_(degli.model.out.weight, std=0.01)
     out = mi.invert(mel, CFG, method="nnls+pghi+degli", n_iter=2, model=degli, length=len(y))
     assert out.shape == y.shape and np.isfinite(out).all()
     voc = Checkpoint(
         "cnn_vocoder", CFG, TINY["cnn_vocoder"], {}, build_model("cnn_vocoder", CFG, TINY["cnn_vocoder"])
     )
+    # untrained: exactly its prior (default), whole and block by block
+    for kw in ({}, {"block_frames": 60}):
+        fresh = mi.invert(mel, CFG, method="cnn_vocoder", model=voc, length=len(y), **kw)
+        np.testing.assert_array_equal(fresh, mi.invert(mel, CFG, method="default", length=len(y), **kw))
+    torch.nn.init.normal_(voc.model.out.weight, std=0.01)
     whole = mi.invert(mel, CFG, method="cnn_vocoder", model=voc, length=len(y))
     blocks = mi.invert(mel, CFG, method="cnn_vocoder", model=voc, length=len(y), block_frames=60)
-    assert whole.shape == y.shape and np.isfinite(whole).all()
-    np.testing.assert_allclose(blocks, whole, atol=1e-5)
-    with pytest.raises(MelinvertError, match="no cnn_vocoder weights"):
-        mi.invert(mel, CFG, method="cnn_vocoder")
+    change = np.abs(whole - mi.invert(mel, CFG, method="default", length=len(y))).max()
+    prior = mi.invert(mel, CFG, method="default", length=len(y), block_frames=60)
+    assert whole.shape == blocks.shape == y.shape and np.isfinite(blocks).all() and change > 1e-4
+    # in blocks the correction is of the same size (it fades in after each block's held samples)
+    assert 0.1 * change < np.abs(blocks - prior).max() < 10 * change
+    other = mi.get_preset("vocos-24k-100")
+    for method in ("cnn_vocoder", "nnls+pghi+degli"):  # shipped for hifigan-22k-80 only
+        with pytest.raises(MelinvertError, match=r"no (cnn_vocoder|degli) weights for this mel config"):
+            mi.invert(np.zeros((other.n_mels, 20), np.float32) - 5, other, method=method)
 
 
 def test_cli_invert_takes_a_model(tmp_path: Path, run_cli) -> None:

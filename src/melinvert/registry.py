@@ -17,9 +17,10 @@ Kinds of stage, in the order a plan runs them:
 ``phase``
     iterative phase retrieval -> a waveform (``gla``, ``fgla``, ``agla``, ``degli``).
 ``refine``
-    waveform -> better waveform, optimised against the mel (``wave_lbfgs``, ``stft_gd``, ...).
+    waveform -> better waveform, optimised against the mel (``wave_lbfgs``, ``stft_gd``, ...) or
+    corrected by a trained network (``cnn_vocoder``).
 ``vocoder``
-    the mel -> a waveform in one step (``cnn_vocoder``); may be followed by ``refine`` stages.
+    the mel -> a waveform in one step (a user's own network); may be followed by ``refine`` stages.
 
 Every stage function has one signature (see :mod:`melinvert.stage`)::
 

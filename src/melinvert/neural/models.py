@@ -22,6 +22,7 @@ from torch import nn
 
 from ..config import MelConfig
 from ..errors import check
+from ..registry import DEFAULT_METHOD
 
 # ---------------------------------------------------------------------- shared pieces
 
@@ -228,15 +229,18 @@ DEGLI_DEFAULTS: dict[str, Any] = {"channels": 16, "kernel": [3, 5], "layers": 2}
 
 
 class DeGLINet(nn.Module):
-    """The network inside each Deep Griffin-Lim iteration (Masuyama et al. 2021), scaled down.
+    """The network inside each Deep Griffin-Lim iteration (Masuyama et al. 2021), scaled down,
+    on fast Griffin-Lim's momentum step.
 
-    From the current spectrum ``X``, the amplitude ``A`` and the consistent ``Z = P_C(P_A(X))``
-    it predicts the residual ``Z - X_true``; the next iterate is ``Z - net(X, Y, Z, A)``. The
-    inputs are made level-free bin by bin, so that quiet and loud bins look alike: the phasor
-    ``X / |X|`` (which is also ``Y / A``), ``Z / A``, ``|X| / A`` and ``ln A`` relative to the
-    item's peak; ``layers`` gated (GLU) 2-D convolutions over (frames, bins) of ``channels``
-    channels and a 1x1 output give the residual in units of ``A``. The output layer starts at
-    zero, so an untrained network is plain Griffin-Lim.
+    One iteration of :func:`melinvert.neural.stages.degli` projects the iterate ``X`` onto the
+    magnitude set (``A``, re-fitted to the mel) and the consistent spectrograms, ``C = P_C(P_A(X))``,
+    takes fast Griffin-Lim's momentum step ``T = C + alpha (C - C_prev)`` and subtracts this
+    network's residual: ``X <- T - net(X, C, T, A)``. The inputs are made level-free bin by bin,
+    so that quiet and loud bins look alike: the phasor ``X / |X|``, ``C / A``, ``T / A``,
+    ``|C| / A`` and ``ln A`` relative to the item's peak; ``layers`` gated (GLU) 2-D convolutions
+    over (frames, bins) of ``channels`` channels and a 1x1 output give the residual in units of
+    ``A``. The output layer starts at zero, so an untrained network is exactly fast Griffin-Lim
+    (``mfgla`` with the re-fit), which training can only move from where it helps.
 
     Parameters
     ----------
@@ -247,6 +251,8 @@ class DeGLINet(nn.Module):
         Odd (frames, bins) kernel size.
     layers : int
     """
+
+    n_features = 8
 
     def __init__(
         self,
@@ -262,7 +268,7 @@ class DeGLINet(nn.Module):
         check(layers >= 1 and channels >= 1, f"degli {layers=} and {channels=} must be >= 1")
         pad = (k[0] // 2, k[1] // 2)
         convs = []
-        c_in = 6
+        c_in = self.n_features
         for _ in range(layers):
             convs.append(nn.Conv2d(c_in, 2 * channels, k, padding=pad))
             c_in = channels
@@ -271,30 +277,63 @@ class DeGLINet(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, amp: torch.Tensor) -> torch.Tensor:
-        """Residual estimate ``(B, T, F)`` complex from complex ``x, y, z`` and real ``amp`` ``(B, T, F)``."""
+    def forward(self, x: torch.Tensor, c: torch.Tensor, t: torch.Tensor, amp: torch.Tensor) -> torch.Tensor:
+        """Residual ``(B, T, F)`` complex to subtract from ``t``, from the iterate ``x``, its
+        consistent projection ``c``, the momentum step ``t`` (complex) and the amplitude ``amp``
+        (real), all ``(B, T, F)``."""
         peak = amp.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
         a = amp.clamp_min(1e-6 * peak)
-        xa = x.abs()
-        px = x / xa.clamp_min(1e-12 * peak)
-        pz = z / a
+        px = x / x.abs().clamp_min(1e-12 * peak)
+        pc = c / a
+        pt = t / a
         lvl = torch.log(a / peak) / 5.0 + 1.0
-        feats = torch.stack([px.real, px.imag, pz.real, pz.imag, (xa / a).clamp_max(10.0), lvl], dim=1)
+        feats = torch.stack(
+            [
+                px.real,
+                px.imag,
+                pc.real,
+                pc.imag,
+                pt.real.clamp(-10, 10),
+                pt.imag.clamp(-10, 10),
+                (c.abs() / a).clamp_max(10.0),
+                lvl,
+            ],
+            dim=1,
+        )
         h = feats
-        for c in self.convs:
-            h = F.glu(c(h), dim=1)
+        for conv in self.convs:
+            h = F.glu(conv(h), dim=1)
         r = self.out(h)
         return torch.complex(r[:, 0], r[:, 1]) * amp
+
+
+def degli_update(
+    net: nn.Module, x: torch.Tensor, c: torch.Tensor, c_prev: torch.Tensor, amp: torch.Tensor, alpha: float
+) -> torch.Tensor:
+    """The next Deep Griffin-Lim iterate: ``T - net(X, C, T, A)`` with ``T = C + alpha (C - C_prev)``.
+
+    ``x`` the iterate ``(B, T, F)`` complex, ``c`` the consistent projection of ``P_A(x)``,
+    ``c_prev`` the previous one, ``amp`` the amplitude ``A`` (real). The network runs in float32;
+    the result has ``c``'s dtype.
+    """
+    t = c + alpha * (c - c_prev)
+    cdt = torch.complex64
+    r = net(x.to(cdt), c.to(cdt), t.to(cdt), amp.float())
+    return t - r.to(t.dtype)
 
 
 # ---------------------------------------------------------------------- CNN vocoder
 
 
+#: The training-free pipeline whose waveform the CNN vocoder corrects (``default``'s steps).
+CNN_VOCODER_PRIOR = DEFAULT_METHOD
+
 CNN_VOCODER_DEFAULTS: dict[str, Any] = {
     "channels": 256,
-    "min_channels": 16,
+    "min_channels": 32,
     "pre_blocks": 3,
-    "post_blocks": 2,
+    "post_blocks": 3,
+    "prior": CNN_VOCODER_PRIOR,
 }
 
 
@@ -318,13 +357,18 @@ def hop_factors(hop: int, max_stages: int = 4) -> list[int]:
 
 
 class CNNVocoder(nn.Module):
-    """Mel -> waveform after M-CNN (Arik, Jun & Diamos 2018): upsampling by convolution alone.
+    """Mel + a training-free waveform -> a better waveform, after M-CNN (Arik, Jun & Diamos 2018).
 
-    Residual blocks at the frame rate, then one stage per factor of ``hop_length``
-    (:func:`hop_factors`): nearest-neighbour repetition by the factor followed by a convolution
-    ``2 * factor + 1`` taps wide (no transposed convolutions, so no checkerboard artefacts),
-    halving the channels each time (not below ``min_channels``), residual blocks at the audio
-    rate, and a ``tanh`` output.
+    The mel goes through residual blocks at the frame rate, then one stage per factor of
+    ``hop_length`` (:func:`hop_factors`): nearest-neighbour repetition by the factor followed by
+    a convolution ``2 * factor + 1`` taps wide (no transposed convolutions, so no checkerboard
+    artefacts), halving the channels each time (not below ``min_channels``). At the audio rate
+    the waveform of the training-free pipeline ``prior`` (a method string; it runs before this
+    stage) joins through a 15-tap convolution; residual blocks and a 7-tap output convolution
+    give a correction that is added to that waveform. The output layer starts at zero, so an
+    untrained vocoder returns ``prior``'s waveform, and training learns what it lacks (a CNN
+    that must learn phase from nothing does not train on a CPU in an hour: 1.1 PESQ-WB, see
+    ``docs/models/learned-stages.md``).
 
     Parameters
     ----------
@@ -332,8 +376,11 @@ class CNNVocoder(nn.Module):
     channels : int
         Channels at the frame rate.
     min_channels : int
+        Fewest channels after an upsampling stage (the audio rate's width).
     pre_blocks, post_blocks : int
         Residual blocks before and after the upsampling.
+    prior : str
+        The method whose waveform is corrected (recorded with the weights).
     """
 
     def __init__(
@@ -341,11 +388,17 @@ class CNNVocoder(nn.Module):
         config: MelConfig,
         *,
         channels: int = 256,
-        min_channels: int = 16,
+        min_channels: int = 32,
         pre_blocks: int = 3,
-        post_blocks: int = 2,
+        post_blocks: int = 3,
+        prior: str = CNN_VOCODER_PRIOR,
     ):
         super().__init__()
+        check(isinstance(prior, str) and prior.strip() != "", f"cnn_vocoder prior={prior!r} must be a method")
+        check(
+            channels >= 1 and min_channels >= 1, f"cnn_vocoder {channels=} and {min_channels=} must be >= 1"
+        )
+        self.prior = prior
         self.inp = MelInput(config.n_mels, log_floor(config))
         self.hop = config.hop_length
         self.factors = hop_factors(config.hop_length)
@@ -358,20 +411,29 @@ class CNNVocoder(nn.Module):
             ups.append(nn.Conv1d(c, c_out, 2 * f + 1, padding=f))
             c = c_out
         self.ups = nn.ModuleList(ups)
+        self.wave = nn.Conv1d(1, c, 15, padding=7)
         self.post = nn.ModuleList(ResBlock1d(c, 7, 3**i) for i in range(post_blocks))
         self.out = nn.Conv1d(c, 1, 7, padding=3)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
 
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """Audio ``(B, frames * hop_length)`` in [-1, 1] from linear mels ``(B, n_mels, frames)``."""
+    def forward(self, mel: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+        """Audio ``(B, samples)`` from linear mels ``(B, n_mels, frames)`` and the prior's waveform
+        ``(B, samples)`` (samples past the last frame's hop take that frame's features)."""
+        n = prior.shape[-1]
         h = self.enc(self.inp(mel))
         for b in self.pre:
             h = b(h)
         for f, conv in zip(self.factors, self.ups):
             h = F.interpolate(h, scale_factor=f, mode="nearest")
             h = conv(F.leaky_relu(h, 0.1))
+        # repetition put frame t on samples [t hop, (t + 1) hop); its STFT frame is centred on t hop
+        half = self.hop // 2
+        h = F.pad(h, (0, max(0, half + n - h.shape[-1])), mode="replicate")[..., half : half + n]
+        h = h + self.wave(prior.unsqueeze(1))
         for b in self.post:
             h = b(h)
-        return torch.tanh(self.out(F.leaky_relu(h, 0.1))).squeeze(1)
+        return prior + self.out(F.leaky_relu(h, 0.1)).squeeze(1)
 
 
 MODEL_CLASSES: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {

@@ -12,6 +12,7 @@ Inference runs without autograd, in float32 on the mel's device, and returns the
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -24,6 +25,7 @@ from ..errors import check
 from ..phase import Callback, MelRefit, _consistent, _iterative_stage, project_magnitude
 from ..stage import Context, State
 from .checkpoint import Checkpoint, _load_cached, get_checkpoint, iter_models
+from .models import CNN_VOCODER_PRIOR, degli_update
 
 
 def _pick(kind: str, config: MelConfig, model: Any) -> torch.nn.Module | Checkpoint:
@@ -72,15 +74,18 @@ def degli(
     angles: torch.Tensor,
     *,
     n_iter: int,
+    alpha: float = 0.99,
     refit: MelRefit | None = None,
     callback: Callback | None = None,
     model: Any = None,
 ) -> torch.Tensor:
-    """Deep Griffin-Lim iteration (Masuyama, Yatabe, Koizumi, Oikawa & Harada 2021).
+    """Deep Griffin-Lim (Masuyama, Yatabe, Koizumi, Oikawa & Harada 2021) on fast Griffin-Lim.
 
-    ``Y = P_A(X)``, ``Z = P_C(Y)``, ``X <- Z - net(X, Y, Z, A)`` with one network shared by
-    all iterations (:class:`~melinvert.neural.models.DeGLINet`). With ``refit`` the amplitude
-    ``A`` follows the mel after each consistency projection (as ``mfgla`` does).
+    ``C_n = P_C(P_A(X_{n-1}))``, ``X_n = T_n - net(X_{n-1}, C_n, T_n, A)`` with fast Griffin-Lim's
+    momentum step ``T_n = C_n + alpha (C_n - C_{n-1})`` and one network shared by all iterations
+    (:class:`~melinvert.neural.models.DeGLINet`, :func:`~melinvert.neural.models.degli_update`).
+    With ``refit`` the amplitude ``A`` follows the mel after each consistency projection (as
+    ``mfgla`` does); an untrained network gives exactly :func:`melinvert.phase.fgla`.
 
     Parameters
     ----------
@@ -90,6 +95,8 @@ def degli(
     angles : torch.Tensor [shape=(B, frames, n_freqs)]
         Initial phase.
     n_iter : int
+    alpha : float
+        Momentum of the fast Griffin-Lim step.
     refit, callback :
         As for :func:`melinvert.phase.fgla`.
     model : optional
@@ -101,30 +108,26 @@ def degli(
     """
     ck = _pick("degli", ops.config, model)
     net = ck.module(mag.device)
-    cdt = torch.complex64
     x = torch.polar(mag, angles)
+    c_prev = x
     with torch.no_grad():
         for i in range(n_iter):
-            y = project_magnitude(x, mag)
-            z, mag, stop = _consistent(ops, y, mag, refit, callback, i)
+            c, mag, stop = _consistent(ops, project_magnitude(x, mag), mag, refit, callback, i)
             if stop:
                 break
-            r = net(x.to(cdt), y.to(cdt), z.to(cdt), mag.float())
-            x = z - r.to(z.dtype)
+            x, c_prev = degli_update(net, x, c, c_prev, mag, alpha), c
     return ops.synthesis(project_magnitude(x, mag))
 
 
 def cnn_vocoder(
-    lin: torch.Tensor, config: MelConfig, *, length: int, model: Any = None, **_: Any
+    lin: torch.Tensor, config: MelConfig, *, prior: torch.Tensor, model: Any = None
 ) -> torch.Tensor:
-    """Linear mels ``(B, n_mels, frames)`` -> audio ``(B, length)`` with the CNN vocoder."""
+    """The CNN vocoder's waveform: linear mels ``(B, n_mels, frames)`` and the waveform of its
+    training-free ``prior`` method ``(B, samples)`` -> audio ``(B, samples)``, in ``prior``'s dtype."""
     ck = _pick("cnn_vocoder", config, model)
     net = ck.module(lin.device)
     with torch.no_grad():
-        y = net(lin.float()).to(lin.dtype)
-    if y.shape[-1] >= length:
-        return y[..., :length]
-    return torch.nn.functional.pad(y, (0, length - y.shape[-1]))
+        return net(lin.float(), prior.float()).to(prior.dtype)
 
 
 def resolve(kinds: list[str], model: Any, config: MelConfig, method: str) -> dict[str, Checkpoint]:
@@ -158,17 +161,22 @@ def _refiner_stage(state: State, ctx: Context) -> State:
 
 
 def _cnn_vocoder_stage(state: State, ctx: Context) -> State:
-    """The whole waveform from the run's CNN vocoder."""
-    return state.replace(
-        audio=cnn_vocoder(state.mel, ctx.config, length=ctx.length, model=ctx.model("cnn_vocoder"))
-    )
+    """The run's CNN vocoder on the block's mel and the waveform so far. In a block of a long
+    input the correction fades in over the held samples (zero where they are fixed), so the
+    samples the waveform so far holds stay held."""
+    prior = ctx.waveform(state)
+    audio = cnn_vocoder(ctx.target, ctx.config, prior=prior, model=ctx.model("cnn_vocoder"))
+    if ctx.boundary is not None and ctx.boundary.held is not None:
+        zero = dataclasses.replace(ctx.boundary, held=torch.zeros_like(ctx.boundary.held))
+        audio = prior + zero.hold(audio - prior)
+    return state.replace(audio=audio)
 
 
-def _degli_stage(state: State, ctx: Context, *, iters: int, refit: bool = False) -> State:
+def _degli_stage(state: State, ctx: Context, *, iters: int, refit: bool = True, alpha: float = 0.99) -> State:
     """Deep Griffin-Lim with the run's network, as the other stage-2 methods run."""
     algorithm = functools.partial(degli, model=ctx.model("degli"))
     algorithm.__name__ = "degli"  # type: ignore[attr-defined]
-    return _iterative_stage(algorithm)(state, ctx, iters=iters, refit=refit)
+    return _iterative_stage(algorithm)(state, ctx, iters=iters, refit=refit, alpha=alpha)
 
 
 registry.register(
@@ -182,16 +190,18 @@ registry.register(
     "degli",
     "phase",
     _degli_stage,
-    params={"iters": 32, "refit": False},
+    params={"iters": 32, "refit": True, "alpha": 0.99},
     needs={"model:degli"},
-    description="learned: Deep Griffin-Lim iteration (Masuyama et al. 2021); needs trained weights (model=)",
+    description="learned: Deep Griffin-Lim (Masuyama et al. 2021) on mel-refitted fast Griffin-Lim "
+    "(shipped for hifigan-22k-80; model= for others)",
 )
 registry.register(
     "cnn_vocoder",
-    "vocoder",
+    "refine",
     _cnn_vocoder_stage,
     needs={"model:cnn_vocoder"},
-    description="CNN vocoder after M-CNN (Arik et al. 2018), mel -> waveform; needs trained weights (model=)",
+    description="learned: CNN vocoder after M-CNN (Arik et al. 2018) that corrects the waveform of the "
+    "stages before it (shipped for hifigan-22k-80; model= for others)",
 )
 registry.register_pipeline(
     "learned",
@@ -201,6 +211,6 @@ registry.register_pipeline(
 )
 registry.register_pipeline(
     "cnn_vocoder",
-    "cnn_vocoder",
-    "CNN vocoder after M-CNN (Arik et al. 2018), mel -> waveform; needs trained weights (model=)",
+    f"{CNN_VOCODER_PRIOR}+cnn_vocoder",
+    "default, then the CNN vocoder (after M-CNN, Arik et al. 2018) trained to correct its waveform",
 )
