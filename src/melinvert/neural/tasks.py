@@ -89,9 +89,14 @@ def log_l1_sc(
     lp = torch.maximum(pred_log, torch.log(floor))
     w = mask.expand_as(target)
     l1 = ((lp - lt).abs() * w).sum() / w.sum().clamp_min(1.0)
-    pred = torch.exp(pred_log)
-    sc = torch.linalg.vector_norm((pred - target) * w) / torch.linalg.vector_norm(target * w).clamp_min(1e-8)
-    return l1, sc
+    return l1, spectral_convergence(torch.exp(pred_log), target, w)
+
+
+def spectral_convergence(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``||(pred - target) w|| / ||target w||`` over the whole batch (magnitudes, any shape)."""
+    return torch.linalg.vector_norm((pred - target) * weight) / torch.linalg.vector_norm(
+        target * weight
+    ).clamp_min(1e-8)
 
 
 # ---------------------------------------------------------------------- the tasks
@@ -195,13 +200,13 @@ def degli_loss(
         mag = nnls(full, config, n_iter=20).transpose(-1, -2).contiguous()  # (B, T', F)
         refit = MelRefit(full.transpose(-1, -2).contiguous(), config)
         t = torch.polar(mag, init_pghi(mag, config))
-        trail: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         c_prev = t
         for i in range(k + DEGLI_AHEAD):
             c, mag, _ = _consistent(ops, project_magnitude(t, mag), mag, refit, None, i)
-            trail.append((t, c, c_prev, mag))
+            if i == k:
+                state = (t, c, c_prev, mag)  # the state the network starts from
             t, c_prev = momentum(c, c_prev, 1.0 + DEGLI_ALPHA), c
-        x, c, c_prev, mag = trail[k]  # the state, and t: DEGLI_AHEAD plain iterations on
+        x, c, c_prev, mag = state  # and t: DEGLI_AHEAD plain iterations on
     nxt = degli_update(model, x, c, c_prev, mag, DEGLI_ALPHA)
     mask = band_mask(nyquist, _freqs(config.n_fft, config.sample_rate, audio.device))[:, None, :]
     w = mask.expand_as(mag)
@@ -269,7 +274,7 @@ def vocoder_loss(
         t = _stft_mag(audio, n_fft)
         p = _stft_mag(pred, n_fft)
         w = band_mask(nyquist, _freqs(n_fft, config.sample_rate, audio.device))[..., None].expand_as(t)
-        sc = torch.linalg.vector_norm((p - t) * w) / torch.linalg.vector_norm(t * w).clamp_min(1e-8)
+        sc = spectral_convergence(p, t, w)
         total = total + sc / 3.0
         parts[f"sc_{k}"] = float(sc.detach())
     return total, parts
