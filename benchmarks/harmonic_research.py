@@ -4,7 +4,8 @@
 Oracle swaps (``omel:kind=...``: parts of the true mel put into the sharpened one), harmonic
 combs from a pYIN f0 track (``ocomb``, ``ocomb2``, ``oripple``: oracle f0) and a regularised
 Gaussian deconvolution along mel bins in place of the 3-tap unsharp mask (``sh2:...``, see
-:func:`sharpen2`). Findings and tables: ``benchmarks/predicted_research.md``, section
+:func:`sharpen2`). Session 9: ``--fit-prior PRESET`` fits ``RIPPLE_PRIOR``; ``base`` is today's ``default`` (with the ripple-depth step of
+:func:`melinvert.predicted.ripple_depth`), ``noripple`` the sharpening without it. Findings and tables: ``benchmarks/predicted_research.md``, section
 "2026-12-05 (session 8)". Not part of the package; methods are ``;``-separated, keywords after
 ``:``, e.g.::
 
@@ -195,6 +196,11 @@ def run_method(name, y, logmel, kw):
         return finish(mel, mag, mom, n)
     if name == "base":
         return finish(mel, mag, mom, n)
+    if name == "noripple":  # the sharpening as it was before the ripple-depth step (session 9)
+        lin = decode_mel(torch.as_tensor(logmel, dtype=torch.float32)[None], cfg)
+        mel = mel_operator(cfg).extend_frames(predicted.sharpen_mel(lin, cfg, ripple=False))
+        mag = nnls(mel, cfg, n_iter=20).transpose(-1, -2).contiguous()
+        return finish(mel, mag, mom, n)
     if name == "ofine":
         X = true_spec(y, n)
         M = band_rescale(mel, X.abs())
@@ -320,8 +326,59 @@ def est_f0(mag, **kw):
     raise NotImplementedError
 
 
+def fit_ripple_prior(preset: str, exclude_heldout: bool = False) -> None:
+    """Session 9: fit ``RIPPLE_PRIOR`` (true ripple depth = c * sharpened depth ** b).
+
+    Every 8th file of ``shared/data/train`` (from the 5th, sorted; 40 clips), each blurred by
+    0.8/0.5, 1/0.7 and 1.3/0.9 and sharpened without the ripple step; the depth is measured as
+    :func:`melinvert.predicted.ripple_depth` does, with scipy's Gaussian (an independent path).
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    pcfg = mi.get_preset(preset)
+    band = predicted.ripple_band(pcfg)
+    if band is None:
+        print(f"{preset}: outside the ripple step's envelope")
+        return
+    n_low, sigma = band
+    files = sorted(p for p in pr.TRAIN.iterdir() if p.suffix in (".flac", ".wav"))[4::8]
+    names = [p.stem for p in files if not (exclude_heldout and p.stem in pr.HELDOUT)]
+
+    def depth(log):
+        low = log[:n_low]
+        r = low - gaussian_filter1d(low, sigma, axis=0, mode="nearest")
+        e = np.log(np.exp(low / pcfg.power).sum(0))
+        loud = e > e.max() - predicted.RIPPLE_ACTIVE_RANGE
+        return float(np.sqrt(np.mean((r[1:-1, loud] / pcfg.power) ** 2)))
+
+    rows = []
+    for st, sf in [(0.8, 0.5), (1.0, 0.7), (1.3, 0.9)]:
+        ns = argparse.Namespace(sigma_t=st, sigma_f=sf, noise=0.2)
+        for ci, c in enumerate(names):
+            y = pr.load_clip(c, pcfg.sample_rate)
+            lm = mi.mel_spectrogram(y, pcfg)
+            dm = pr.degrade("smooth", lm, None, y, ns, seed=ci).astype(np.float32)
+            true = decode_mel(torch.as_tensor(lm, dtype=torch.float64)[None], pcfg)[0].numpy()
+            lin = decode_mel(torch.as_tensor(dm, dtype=torch.float64)[None], pcfg)
+            sh = predicted.sharpen_mel(lin, pcfg, ripple=False)[0].numpy()
+            fl = max(true.max() * 1e-7, 1e-30)
+            rows.append((st, depth(np.log(np.maximum(true, fl))), depth(np.log(np.maximum(sh, fl)))))
+    R = np.array(rows)
+    b, a = np.polyfit(np.log(R[:, 2]), np.log(R[:, 1]), 1)
+    print(f"{preset}: {len(names)} clips, fit c={np.exp(a):.3f} b={b:.3f}")
+    for st in (0.8, 1.0, 1.3):
+        t, s = R[R[:, 0] == st, 1], R[R[:, 0] == st, 2]
+        c, b0 = predicted.RIPPLE_PRIOR
+        print(
+            f"  blur {st}: rms log error of the depth {np.sqrt(np.mean(np.log(t / s) ** 2)):.3f}, "
+            f"after RIPPLE_PRIOR {np.sqrt(np.mean(np.log(t / (c * s**b0)) ** 2)):.3f}"
+        )
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--fit-prior", metavar="PRESET", help="fit the ripple-depth prior, then exit")
+    ap.add_argument("--exclude-heldout", action="store_true")
     ap.add_argument("--clips", default="tune")
     ap.add_argument("--methods", default="base,ofine,ocomb")
     ap.add_argument("--degr", default="smooth")
@@ -330,6 +387,9 @@ def main():
     ap.add_argument("--sf", type=float, default=0.7)
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.fit_prior:
+        fit_ripple_prior(args.fit_prior, args.exclude_heldout)
+        return
     clips = {"tune": pr.TUNE, "check": pr.CHECK, "all": pr.TUNE + pr.CHECK, "heldout": pr.HELDOUT}.get(
         args.clips, args.clips.split(",")
     )

@@ -138,7 +138,7 @@ def test_a_few_steps_lower_the_loss(kind: str, corpus: Path, tmp_path: Path) -> 
         assert np.isfinite(float(after))
         return
     if kind == "cnn_vocoder":  # it corrects `default`, which leaves little on synthetic harmonics
-        assert float(after) < float(before)
+        assert np.isfinite(float(after))  # (progress on real speech: the fixed-batch test below)
         return
     assert float(after) < 0.98 * float(before)
 
@@ -170,6 +170,34 @@ def test_degli_steps_lower_its_loss_on_a_fixed_batch(speech_file: Path, monkeypa
     with torch.no_grad():
         after = float(loss())
     assert after < 0.97 * before
+
+
+def test_cnn_vocoder_steps_lower_its_loss_on_a_fixed_batch(speech_file: Path) -> None:
+    """The CNN vocoder corrects `default`'s waveform; on synthetic harmonics `default` leaves
+    almost nothing to correct (25 steps moved the loss by 1e-4 either way), so its gradients are
+    checked on one batch of real speech: its loss (log-mel L1 + spectral convergence) must fall.
+    From a zero output layer a tiny model moves it slowly (-0.12% in 30 steps here; float32
+    rounding is ~1e-7 of it), so the bar is a fall, not a size."""
+    from melinvert.neural.data import Crops, load_clips
+
+    audio, nyq = Crops(load_clips([speech_file], CFG), CFG, 32).batch(step_generator(123, 0)[0], 2)
+    torch.manual_seed(0)
+    model = build_model("cnn_vocoder", CFG, TINY["cnn_vocoder"])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-4)
+
+    def loss() -> torch.Tensor:
+        return TASKS["cnn_vocoder"].loss(model, audio, nyq, CFG, torch.Generator().manual_seed(1))[0]
+
+    with torch.no_grad():
+        before = float(loss())
+    for _ in range(30):
+        value = loss()
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+    with torch.no_grad():
+        after = float(loss())
+    assert after < 0.9995 * before
 
 
 def test_resume_continues_exactly(corpus: Path, tmp_path: Path) -> None:

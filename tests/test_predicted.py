@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import librosa
 import numpy as np
 import pytest
 import soundfile as sf
@@ -75,7 +76,8 @@ def test_sharpen_reaches_targets_and_moves_towards_the_original(synth):
     blurred = _lin(_blur(synth))
     out = predicted.sharpen_mel(blurred, CFG)
     assert out.shape == blurred.shape and out.dtype == blurred.dtype
-    r = predicted.mel_roughness(out, CFG)[0]
+    # the roughness targets are met by the unsharp masks; the ripple step then changes bins < 1 kHz
+    r = predicted.mel_roughness(predicted.sharpen_mel(blurred, CFG, ripple=False), CFG)[0]
     # time is sharpened first, then frequency (which changes the time roughness a little)
     assert float(r[1]) == pytest.approx(predicted.SHARPEN_TARGETS[1], abs=0.025)
     # along time the amount is capped (SHARPEN_MAX_AMOUNT): raised a lot, not necessarily to 0.9
@@ -113,16 +115,129 @@ def test_sharpen_amount_is_capped(synth):
     steps = 12
     for cap in (predicted.SHARPEN_MAX_AMOUNT, 2.0):
         # time target out of reach, the mel-bin target already met: only time is sharpened
-        got = predicted.sharpen_mel(_lin(blurred), CFG, targets=(2.9, 0.01), max_amount=cap, steps=steps)
+        got = predicted.sharpen_mel(
+            _lin(blurred), CFG, targets=(2.9, 0.01), max_amount=cap, steps=steps, ripple=False
+        )
         want = _ref_unsharp_time(blurred, cap * (1 - 2.0**-steps))  # bisection from below
         np.testing.assert_allclose(got[0].numpy(), want, rtol=1e-9, atol=0)
     assert predicted.SHARPEN_MAX_AMOUNT == 4.0
     # a target within reach is met below the cap (up to the active cells, re-measured on the output)
     light = _blur(synth, 0.5, 0.0001)
-    mild = predicted.sharpen_mel(_lin(light), CFG, targets=(0.9, 0.01))
+    mild = predicted.sharpen_mel(_lin(light), CFG, targets=(0.9, 0.01), ripple=False)
     assert float(predicted.mel_roughness(mild, CFG)[0, 0]) == pytest.approx(0.9, abs=0.05)
     capped = _ref_unsharp_time(light, predicted.SHARPEN_MAX_AMOUNT * (1 - 2.0**-steps))
     assert float(np.abs(mild[0].numpy() - capped).max()) > 1e-3 * float(capped.max())
+
+
+def _ref_ripple_depth(log: np.ndarray, n_low: int, sigma: float, power: float) -> tuple[np.ndarray, float]:
+    """Independent numpy/scipy version of :func:`predicted.ripple_depth` on one ln-mel."""
+    low = log[:n_low]
+    ripple = low - gaussian_filter1d(low, sigma, axis=0, mode="nearest", truncate=4.0)
+    energy = np.log(np.exp(low / power).sum(axis=0))
+    loud = energy > energy.max() - predicted.RIPPLE_ACTIVE_RANGE
+    depth = np.sqrt(np.mean((ripple[1:-1, loud] / power) ** 2))
+    c, b = predicted.RIPPLE_PRIOR
+    gain = float(np.clip(c * depth ** (b - 1), *predicted.RIPPLE_GAIN_RANGE))
+    taper = np.ones(n_low)
+    taper[-4:] = [0.8, 0.6, 0.4, 0.2]
+    out = log.copy()
+    out[:n_low] = low + (gain - 1) * ripple * taper[:, None]
+    return out, gain
+
+
+def test_ripple_band_follows_the_measured_envelope():
+    n_low, sigma = predicted.ripple_band(CFG)
+    centres = librosa.mel_frequencies(CFG.n_mels + 2, fmin=0.0, fmax=8000.0)[1:-1]
+    assert n_low == int((centres < 1000).sum()) + 1 == 27  # the band and the bin above 1 kHz
+    assert sigma == pytest.approx(75.0 / np.median(np.diff(centres[:26])), rel=1e-9)
+    for name in ("vocos-24k-100", "bigvgan-44k-128", "coqui-22k-80"):  # 21.5-23.4 Hz STFTs
+        assert predicted.ripple_band(mi.get_preset(name)) is not None
+    for name in ("whisper-16k-80", "librosa-default", "torchaudio-default"):  # 40, 10.8, 40 Hz
+        assert predicted.ripple_band(mi.get_preset(name)) is None
+
+
+@pytest.mark.parametrize("depth", [0.3, 0.9, 1.6])
+def test_ripple_depth_matches_numpy_reference(synth, depth):
+    rng = np.random.default_rng(3)
+    T = synth.shape[1]
+    bins = np.arange(80)[:, None]
+    period = rng.uniform(3.0, 6.0, T)[None, :]  # a harmonic ripple, its period changing per frame
+    envelope = gaussian_filter1d(synth, 4.0, axis=0, mode="nearest")  # little ripple of its own
+    log = envelope + depth * np.sqrt(2) * np.cos(2 * np.pi * bins / period)
+    n_low, sigma = predicted.ripple_band(CFG)
+    got, gain = predicted.ripple_depth(torch.as_tensor(log)[None], CFG)
+    want, want_gain = _ref_ripple_depth(log, n_low, sigma, CFG.power)
+    assert float(gain[0]) == pytest.approx(want_gain, rel=1e-10)
+    np.testing.assert_allclose(got[0].numpy(), want, rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(got[0, n_low:].numpy(), log[n_low:])  # above 1 kHz: as given
+    # deep ripples are made shallower, shallow ones deeper (towards a voice's ~0.9 neper)
+    if depth != 0.9:
+        assert (want_gain < 1) if depth > 1.0 else (want_gain > 1)
+
+
+def test_ripple_depth_batch_and_power_and_envelope(synth):
+    rng = np.random.default_rng(4)
+    a = torch.as_tensor(synth)[None]
+    b = a + torch.as_tensor(rng.normal(0, 0.5, synth.shape))[None]
+    both, gains = predicted.ripple_depth(torch.cat([a, b]), CFG)
+    for i, one in enumerate((a, b)):
+        single, g = predicted.ripple_depth(one, CFG)
+        torch.testing.assert_close(both[i : i + 1], single, rtol=0, atol=1e-12)
+        assert float(gains[i]) == float(g[0])
+    # the depth is measured in nepers of the magnitude mel: a power mel's log is twice as deep
+    _, g2 = predicted.ripple_depth(2 * a, CFG.replace(power=2.0))
+    assert float(g2[0]) == pytest.approx(float(predicted.ripple_depth(a, CFG)[1][0]), rel=1e-9)
+    # outside the envelope (a 400-point STFT at 16 kHz) nothing changes
+    whisper = mi.get_preset("whisper-16k-80")
+    out, g = predicted.ripple_depth(a, whisper)
+    assert out is a and float(g[0]) == 1.0
+
+
+def test_sharpen_rescales_the_ripple_of_sharpened_items(synth):
+    blurred = _lin(_blur(synth))
+    plain = predicted.sharpen_mel(blurred, CFG, ripple=False)
+    with_ripple = predicted.sharpen_mel(blurred, CFG)
+    n_low, _ = predicted.ripple_band(CFG)
+    assert float((with_ripple[:, :n_low] - plain[:, :n_low]).abs().max()) > 1e-3 * float(plain.max())
+    torch.testing.assert_close(with_ripple.sum(), blurred.sum(), rtol=1e-9, atol=0)  # the level given
+    # sharpened along time only (rough enough across bins): a deep ripple (this synthetic one's)
+    # is left as it is, a shallow one deepened
+    time_only = _lin(synth)
+    assert float(predicted.mel_roughness(time_only, CFG)[0, 1]) > predicted.SHARPEN_TARGETS[1]
+    assert float(predicted.ripple_depth(torch.log(time_only), CFG)[1][0]) < 1.0
+    plain, once = (predicted.sharpen_mel(time_only, CFG, ripple=r) for r in (False, True))
+    assert not torch.equal(plain, time_only) and torch.equal(once, plain)
+    n_low, sigma = predicted.ripple_band(CFG)
+    log = torch.log(time_only)
+    low = log[:, :n_low]
+    shallow = log.clone()
+    shallow[:, :n_low] = low - 0.8 * (low - predicted._gaussian_smooth_bins(low, sigma))  # 1/5 deep
+    plain, once = (predicted.sharpen_mel(torch.exp(shallow), CFG, ripple=r) for r in (False, True))
+    assert float(predicted.ripple_depth(torch.log(plain), CFG)[1][0]) > 1.0
+    assert not torch.equal(once, plain)
+
+
+def test_sharpen_leaves_a_recording_in_a_batch_with_a_blurred_mel_as_given(synth, recording):
+    blurred = _lin(_blur(synth))
+    with_ripple = predicted.sharpen_mel(blurred, CFG)
+    _, logmel = recording
+    rec = _lin(logmel)[..., : blurred.shape[-1]]
+    pair = predicted.sharpen_mel(torch.cat([rec, blurred]), CFG)
+    assert torch.equal(pair[:1], rec)  # a recording's mel in the same batch passes bit for bit
+    torch.testing.assert_close(pair[1:], with_ripple, rtol=1e-12, atol=0)
+
+
+def test_ripple_depth_deepen_only(synth):
+    a = torch.as_tensor(gaussian_filter1d(synth, 4.0, axis=0, mode="nearest"))[None]
+    bins = torch.arange(80, dtype=a.dtype)[None, :, None]
+    deep = a + 2.0 * torch.cos(2 * torch.pi * bins / 4.0)
+    shallow = a + 0.2 * torch.cos(2 * torch.pi * bins / 4.0)
+    both = torch.cat([deep, shallow])
+    free, g = predicted.ripple_depth(both, CFG)
+    held, h = predicted.ripple_depth(both, CFG, deepen_only=torch.tensor([True, True]))
+    assert float(g[0]) < 1.0 < float(g[1])
+    assert float(h[0]) == 1.0 and float(h[1]) == float(g[1])
+    assert torch.equal(held[0], deep[0]) and torch.equal(held[1], free[1])
 
 
 def test_sharpen_leaves_rough_mels_unchanged(recording):
@@ -205,6 +320,12 @@ def test_errors(synth):
         predicted.sharpen_mel(lin, CFG, max_amount=-1.0)
     with pytest.raises(MelinvertError, match="steps="):
         predicted.sharpen_mel(lin, CFG, steps=0)
+    with pytest.raises(MelinvertError, match="ripple='yes' must be true or false"):
+        predicted.sharpen_mel(lin, CFG, ripple="yes")
+    with pytest.raises(MelinvertError, match="shaped \\(batch, n_mels=80, frames\\), got \\(1, 40"):
+        predicted.ripple_depth(torch.log(lin[:, :40]), CFG)
+    with pytest.raises(MelinvertError, match="deepen_only must be one bool per item"):
+        predicted.ripple_depth(torch.log(lin), CFG, deepen_only=torch.tensor([True, False]))
     t = lin.transpose(1, 2).contiguous()
     with pytest.raises(MelinvertError, match="tolerance="):
         predicted.TolerantRefit(t, CFG, tolerance=-0.1)

@@ -11,6 +11,11 @@ Fitting such a mel exactly rebuilds its blur (issue 12). What this module adds, 
     and 0.81-1.23 after a Gaussian blur of 1 frame and 0.7 bin. An item below a target is
     sharpened just enough to reach it (bisection on the unsharp amount); an item at or above
     it is returned unchanged, so the mel of a recording passes through bit for bit.
+:func:`ripple_depth`
+    The last step of :func:`sharpen_mel`: the harmonic ripple of the mel bins below 1 kHz (they
+    resolve a voice's harmonics) scaled to the depth a recording of that voice has, from a
+    prior measured on real speech (:data:`RIPPLE_PRIOR`); the unsharp mask alone leaves it too
+    deep on some voices and too shallow on others, and DNSMOS hears it.
 :func:`sharpened_nnls`
     Stage 1 with the stage-1 calling shape: :func:`sharpen_mel`, then
     :func:`melinvert.magnitude.nnls`. The recommended new ``default``'s stage 1; the stage-2
@@ -30,11 +35,12 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from . import registry
 from .config import MelConfig, resolve_config
-from .dsp import FrameOps, as_tensor
+from .dsp import FrameOps, as_tensor, hz_to_mel, mel_to_hz
 from .errors import check, check_positive
 from .magnitude import decode_mel, nnls
 from .operator import mel_operator
@@ -57,6 +63,40 @@ SHARPEN_MAX_AMOUNT = 4.0
 
 #: Cells of the log-mel within this many nepers of the item's peak count for the roughness.
 ACTIVE_RANGE = 8.0
+
+#: Depth prior of the harmonic ripple in the mel bins below :data:`RIPPLE_BAND_HZ`:
+#: ``depth_out = c * depth_in ** b`` (``(c, b)``, depths in nepers of the magnitude mel, see
+#: :func:`ripple_depth`). Fitted (log-log least squares) on 40 clips of the training corpus (37
+#: LibriSpeech, 3 LJ Speech) blurred by 0.8/0.5, 1/0.7 and 1.3/0.9 (frames/bins) and sharpened
+#: without the step: the recording's ripple is 0.67-1.63x as deep as the one the unsharp mask
+#: leaves (too deep on LJ Speech's voice, too shallow on low voices), rms log error 0.15-0.25;
+#: after the prior 0.09-0.12 at each strength. Without the 3 clips that are also in the held-out
+#: set: (0.914, 0.531); on vocos-24k-100 and bigvgan-44k-128: (0.92, 0.53) and (0.90, 0.48).
+#: ``python benchmarks/harmonic_research.py --fit-prior hifigan-22k-80``; findings in
+#: ``benchmarks/predicted_research.md``, 2026-12-05 (session 9).
+RIPPLE_PRIOR = (0.91, 0.54)
+
+#: Upper edge of the band whose harmonic ripple :func:`ripple_depth` rescales (Hz): below it the
+#: mel bins of the measured configurations are 31-41 Hz apart and resolve a voice's harmonics.
+RIPPLE_BAND_HZ = 1000.0
+
+#: Standard deviation (Hz) of the Gaussian along mel bins that separates the ripple from the
+#: envelope (2 bins of hifigan-22k-80).
+RIPPLE_DETREND_HZ = 75.0
+
+#: Range of the ripple gain of :func:`ripple_depth`.
+RIPPLE_GAIN_RANGE = (0.5, 2.0)
+
+#: Frames whose magnitude-mel sum below :data:`RIPPLE_BAND_HZ` is within this many nepers of
+#: the loudest frame's count for the ripple depth (the voiced frames, mostly).
+RIPPLE_ACTIVE_RANGE = 3.0
+
+#: Where the prior was measured, so where :func:`ripple_depth` acts: STFT resolution
+#: ``sample_rate / win_length`` and mel-bin spacing below :data:`RIPPLE_BAND_HZ` (both Hz). Coarser
+#: STFTs (whisper's 400-point one at 16 kHz: 40 Hz) or finer mels do not resolve the ripple the
+#: same way; there the step is skipped.
+RIPPLE_STFT_HZ = (18.0, 27.0)
+RIPPLE_SPACING_HZ = (28.0, 45.0)
 
 
 def _check_linear(mel: Any, config: MelConfig, name: str = "mel") -> torch.Tensor:
@@ -117,6 +157,118 @@ def _unsharp(log: torch.Tensor, amount: torch.Tensor, dim: int) -> torch.Tensor:
     return (x + amount.view(-1, *([1] * (x.dim() - 1))) * high).movedim(-1, dim)
 
 
+def ripple_band(config: MelConfig) -> tuple[int, float] | None:
+    """How many mel bins the ripple step rescales and the detrending width there (bins), or ``None``.
+
+    The bins are those whose centre lies below :data:`RIPPLE_BAND_HZ` and the next one (its top 4
+    are tapered, so the step fades out at 1 kHz).
+
+    ``None`` where the configuration lies outside the envelope the ripple prior was measured in
+    (:data:`RIPPLE_STFT_HZ`, :data:`RIPPLE_SPACING_HZ`) or has fewer than 8 bins below 1 kHz.
+    """
+    edges = mel_to_hz(
+        np.linspace(
+            hz_to_mel(config.fmin, config.mel_scale),
+            hz_to_mel(config.fmax_hz, config.mel_scale),
+            config.n_mels + 2,
+        ),
+        config.mel_scale,
+    )
+    centres = edges[1:-1]
+    n_low = int((centres < RIPPLE_BAND_HZ).sum())
+    if n_low < 8:
+        return None
+    spacing = float(np.median(np.diff(centres[:n_low])))
+    stft_hz = config.sample_rate / config.win_length
+    if not (
+        RIPPLE_STFT_HZ[0] <= stft_hz <= RIPPLE_STFT_HZ[1]
+        and RIPPLE_SPACING_HZ[0] <= spacing <= RIPPLE_SPACING_HZ[1]
+    ):
+        return None
+    return n_low + 1, RIPPLE_DETREND_HZ / spacing
+
+
+def _gaussian_smooth_bins(log: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian smoothing of ``(B, n, T)`` along ``n``: std ``sigma`` bins, radius ``4 sigma``,
+    edges replicated (scipy's ``gaussian_filter1d(mode="nearest")``)."""
+    radius = int(4 * sigma + 0.5)
+    taps = torch.arange(-radius, radius + 1, dtype=log.dtype, device=log.device)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).view(1, 1, -1)
+    b, n, t = log.shape
+    x = log.transpose(1, 2).reshape(b * t, 1, n)
+    x = torch.nn.functional.pad(x, (radius, radius), mode="replicate")
+    return torch.nn.functional.conv1d(x, kernel).view(b, t, n).transpose(1, 2)
+
+
+def ripple_depth(
+    log: torch.Tensor,
+    config: MelConfig,
+    *,
+    prior: tuple[float, float] = RIPPLE_PRIOR,
+    deepen_only: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rescale the harmonic ripple of the low mel bins to a voice's depth.
+
+    Below 1 kHz the mel bins resolve a voice's harmonics; a blur flattens that ripple, and
+    :func:`sharpen_mel`'s unsharp mask restores it by an amount set by the whole mel, which
+    is too deep for some voices and too shallow for others. Here the ripple ``r = L -
+    G * L`` (``G`` a Gaussian along bins of :data:`RIPPLE_DETREND_HZ`) of the bins below
+    :data:`RIPPLE_BAND_HZ` is measured on the loud frames (rms over the inner bins, nepers
+    of the magnitude mel: ``L / power``) and scaled by ``g = c * depth ** (b - 1)`` (the
+    depth a recording of that voice has, ``prior = (c, b)``, :data:`RIPPLE_PRIOR`), ``g``
+    clipped to :data:`RIPPLE_GAIN_RANGE`, tapered to 1 over the band's top 4 bins.
+
+    Parameters
+    ----------
+    log : torch.Tensor
+        Natural log of a linear mel, ``(B, n_mels, T)``.
+    config : MelConfig
+        Its configuration; where :func:`ripple_band` is ``None`` the mel is returned as it is.
+    prior : tuple of float
+        ``(c, b)`` of the depth prior.
+    deepen_only : torch.Tensor, optional
+        ``(B,)`` bool: items whose gain is held at >= 1 (a ripple deeper than the prior's is
+        left as it is).
+
+    Returns
+    -------
+    log : torch.Tensor
+        The rescaled log-mel, ``(B, n_mels, T)``.
+    gain : torch.Tensor
+        The ripple gain per item, ``(B,)`` (ones where the band is out of the envelope).
+    """
+    check(
+        isinstance(log, torch.Tensor) and log.dim() == 3 and log.shape[1] == config.n_mels,
+        f"log must be a tensor shaped (batch, n_mels={config.n_mels}, frames), got "
+        f"{tuple(log.shape) if isinstance(log, torch.Tensor) else type(log).__name__}",
+    )
+    check(
+        deepen_only is None or tuple(deepen_only.shape) == (log.shape[0],),
+        f"deepen_only must be one bool per item, shaped ({log.shape[0]},)",
+    )
+    band = ripple_band(config)
+    ones = log.new_ones(log.shape[0])
+    if band is None or log.shape[-2] < 3:
+        return log, ones
+    n_low, sigma = band
+    low = log[:, :n_low]
+    ripple = low - _gaussian_smooth_bins(low, sigma)
+    energy = torch.logsumexp(low / config.power, dim=-2)  # (B, T), ln of the magnitude-mel sum
+    loud = (energy > energy.amax(-1, keepdim=True) - RIPPLE_ACTIVE_RANGE).to(log.dtype)[:, None, :]
+    inner = ripple[:, 1:-1] / config.power
+    depth = ((inner.square() * loud).sum(dim=(-2, -1)) / (loud.sum(dim=(-2, -1)) * inner.shape[1])).sqrt()
+    c, b = prior
+    gain = (c * depth.clamp_min(1e-3) ** (b - 1)).clamp(*RIPPLE_GAIN_RANGE)
+    if deepen_only is not None:
+        gain = torch.where(deepen_only, gain.clamp_min(1.0), gain)
+    taper = torch.ones(n_low, dtype=log.dtype, device=log.device)
+    taper[-4:] = torch.tensor([0.8, 0.6, 0.4, 0.2], dtype=log.dtype, device=log.device)
+    out = log.clone()
+    out[:, :n_low] = low + (gain.view(-1, 1, 1) - 1) * ripple * taper.view(1, -1, 1)
+    return out, gain
+
+
 def sharpen_mel(
     mel: torch.Tensor,
     config: MelConfig,
@@ -124,6 +276,7 @@ def sharpen_mel(
     targets: tuple[float, float] = SHARPEN_TARGETS,
     max_amount: float = SHARPEN_MAX_AMOUNT,
     steps: int = 12,
+    ripple: bool = True,
 ) -> torch.Tensor:
     """Sharpen an over-smoothed LINEAR mel ``(B, n_mels, T)`` back to a recording's roughness.
 
@@ -132,9 +285,12 @@ def sharpen_mel(
     L)`` with the amount ``a`` in ``[0, max_amount]`` that brings the roughness to the target
     (``steps`` bisection steps, per item; ``max_amount`` where even that falls short: a strong
     blur is sharpened part of the way, see :data:`SHARPEN_MAX_AMOUNT`); otherwise it is left as
-    it is. Cells at the floor (1e-7 of the peak) stay as given, and a sharpened item is scaled
-    back to the energy it was given (its level). Returns the linear mel, same shape and dtype;
-    an item at or above both targets is returned unchanged.
+    it is. Then, if ``ripple``, the harmonic ripple below 1 kHz of a sharpened item is brought
+    to a voice's depth (:func:`ripple_depth`; an item sharpened along time only is deepened
+    where its ripple is shallower than a voice's, never flattened). Cells at the floor (1e-7 of the peak) stay as
+    given, and a sharpened item is scaled back to the energy it was given (its level). Returns
+    the linear mel, same shape and dtype; an item at or above both targets is returned
+    unchanged.
     """
     _check_linear(mel, config)
     check(
@@ -143,8 +299,10 @@ def sharpen_mel(
     )
     check_positive("max_amount", max_amount)
     check(isinstance(steps, int) and steps >= 1, f"steps={steps!r} must be an integer >= 1")
+    check(isinstance(ripple, bool), f"ripple={ripple!r} must be true or false")
     log, active, floor = _log_and_active(mel)
     changed = torch.zeros(mel.shape[0], dtype=torch.bool, device=mel.device)
+    across = torch.zeros_like(changed)  # the items sharpened across mel bins
     for dim, target in ((-1, targets[0]), (-2, targets[1])):
         if log.shape[dim] < 3:
             continue
@@ -160,6 +318,15 @@ def sharpen_mel(
             hi = torch.where(short, hi, mid)
         log = _unsharp(log, torch.where(before < target, lo, torch.zeros_like(lo)), dim)
         changed |= before < target
+        if dim == -2:
+            across = before < target
+    if ripple and bool(changed.any()):
+        # only the unsharp mask across bins can have made the ripple too deep; an item sharpened
+        # along time only may still have lost ripple to a blur across bins too mild to trip the
+        # target (a low voice's), so it is deepened but never flattened
+        log = torch.where(
+            changed.view(-1, 1, 1), ripple_depth(log, config, deepen_only=changed & ~across)[0], log
+        )
     keep = changed.view(-1, 1, 1) & (mel > floor)
     sharp = torch.where(keep, torch.exp(log), torch.zeros_like(mel))
     # the same energy as given: unsharp masking in the log domain lifts the peaks, so the level
@@ -323,11 +490,19 @@ def mel_consistency(mel: Any, config: MelConfig | str, *, n_iter: int = 10) -> M
 
 
 def _sharpen_stage(
-    state: State, ctx: Context, *, targets: tuple[float, float], max_amount: float, steps: int
+    state: State,
+    ctx: Context,
+    *,
+    targets: tuple[float, float],
+    max_amount: float,
+    steps: int,
+    ripple: bool,
 ) -> State:
     """The ``mel`` stage: the mel later stages fit, sharpened where it is over-smoothed."""
     return state.replace(
-        mel=sharpen_mel(state.mel, ctx.config, targets=targets, max_amount=max_amount, steps=steps)
+        mel=sharpen_mel(
+            state.mel, ctx.config, targets=targets, max_amount=max_amount, steps=steps, ripple=ripple
+        )
     )
 
 
@@ -335,7 +510,8 @@ registry.register(
     "sharpen",
     "mel",
     _sharpen_stage,
-    params={"targets": SHARPEN_TARGETS, "max_amount": SHARPEN_MAX_AMOUNT, "steps": 12},
-    description="sharpen an over-smoothed (predicted) log-mel back to a recording's roughness; "
-    "leaves the mel of a recording as it is",
+    params={"targets": SHARPEN_TARGETS, "max_amount": SHARPEN_MAX_AMOUNT, "steps": 12, "ripple": True},
+    description="sharpen an over-smoothed (predicted) log-mel back to a recording's roughness and "
+    "its harmonic ripple below 1 kHz to a voice's depth (ripple=false: without); leaves the mel of "
+    "a recording as it is",
 )
