@@ -5,7 +5,8 @@ Oracle swaps (``omel:kind=...``: parts of the true mel put into the sharpened on
 combs from a pYIN f0 track (``ocomb``, ``ocomb2``, ``oripple``: oracle f0) and a regularised
 Gaussian deconvolution along mel bins in place of the 3-tap unsharp mask (``sh2:...``, see
 :func:`sharpen2`). Session 9: ``--fit-prior PRESET`` fits ``RIPPLE_PRIOR``; ``base`` is today's ``default`` (with the ripple-depth step of
-:func:`melinvert.predicted.ripple_depth`), ``noripple`` the sharpening without it. Findings and tables: ``benchmarks/predicted_research.md``, section
+:func:`melinvert.predicted.ripple_depth`), ``noripple`` the sharpening without it; the other
+methods start from today's sharpening too, so session 8's figures (made before the step) differ. Findings and tables: ``benchmarks/predicted_research.md``, section
 "2026-12-05 (session 8)". Not part of the package; methods are ``;``-separated, keywords after
 ``:``, e.g.::
 
@@ -178,6 +179,15 @@ def oracle_f0(y):
     return f0, vflag.astype(float)
 
 
+def oracle_comb(y, mag, kw):
+    """The comb gain (T, F) of the recording's own pYIN f0 track, resized to mag's T frames."""
+    f0, v = oracle_f0(y)
+    T = mag.shape[1]
+    f0 = np.resize(f0, T) if len(f0) != T else f0
+    v = np.resize(v, T) if len(v) != T else v
+    return comb(f0, v, mag.shape[2], **kw.get("comb", {}))
+
+
 def true_spec(y, n):
     ops = FrameOps(cfg, n, dtype=torch.float32, device="cpu")
     return ops.analysis(torch.as_tensor(y, dtype=torch.float32)[None])
@@ -205,26 +215,12 @@ def run_method(name, y, logmel, kw):
         X = true_spec(y, n)
         M = band_rescale(mel, X.abs())
         return finish(mel, M, mom, n)
-    if name in ("ocomb", "ecomb"):
-        if name.startswith("ocomb"):
-            f0, v = oracle_f0(y)
-        else:
-            f0, v = est_f0(mag, **kw.get("est", {}))
-        T = mag.shape[1]
-        f0 = np.resize(f0, T) if len(f0) != T else f0
-        v = np.resize(v, T) if len(v) != T else v
-        G = comb(f0, v, mag.shape[2], **kw.get("comb", {}))
+    if name == "ocomb":
+        G = oracle_comb(y, mag, kw)
         M = band_rescale(mel, mag * G[None])
         return finish(mel, M, mom, n)
-    if name in ("ocomb2", "ecomb2"):
-        if name == "ocomb2":
-            f0, v = oracle_f0(y)
-        else:
-            f0, v = est_f0(mag, mel, **kw.get("est", {}))
-        T = mag.shape[1]
-        f0 = np.resize(f0, T) if len(f0) != T else f0
-        v = np.resize(v, T) if len(v) != T else v
-        G = comb(f0, v, mag.shape[2], **kw.get("comb", {}))
+    if name == "ocomb2":
+        G = oracle_comb(y, mag, kw)
         M = mag * G[None]
         op = mel_operator(cfg)
         cm = op.forward(M.transpose(-1, -2))  # (1, n_mels, T)
@@ -248,15 +244,8 @@ def run_method(name, y, logmel, kw):
             else nnls(new, cfg, n_iter=20).transpose(-1, -2).contiguous()
         )
         return finish(new, M2, mom, n)
-    if name in ("oripple", "eripple"):
-        if name == "oripple":
-            f0, v = oracle_f0(y)
-        else:
-            f0, v = est_f0(mag, mel, **kw.get("est", {}))
-        T = mag.shape[1]
-        f0 = np.resize(f0, T) if len(f0) != T else f0
-        v = np.resize(v, T) if len(v) != T else v
-        G = comb(f0, v, mag.shape[2], **kw.get("comb", {}))
+    if name == "oripple":
+        G = oracle_comb(y, mag, kw)
         op = mel_operator(cfg)
         E = mag.transpose(-1, -2)
         if kw.get("flat", False):
@@ -320,10 +309,6 @@ def run_method(name, y, logmel, kw):
         mag = nnls(mel, cfg, n_iter=20).transpose(-1, -2).contiguous()
         return finish(mel, mag, {"alpha": 0.99, "beta": 1.1}, n)
     raise ValueError(name)
-
-
-def est_f0(mag, **kw):
-    raise NotImplementedError
 
 
 def fit_ripple_prior(preset: str, exclude_heldout: bool = False) -> None:

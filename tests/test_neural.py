@@ -143,32 +143,43 @@ def test_a_few_steps_lower_the_loss(kind: str, corpus: Path, tmp_path: Path) -> 
     assert float(after) < 0.98 * float(before)
 
 
-def test_degli_steps_lower_its_loss_on_a_fixed_batch(speech_file: Path, monkeypatch) -> None:
-    """Each DeGLI step trains on a state after a random number of its own iterations, so fresh
-    batches show progress only after many steps; from the first state of one batch of real speech
-    (no rollout) its loss, the distance to where 4 plain iterations land, must fall through its
-    gradients. (Synthetic harmonics converge in a few iterations and leave nothing to learn.)"""
-    import melinvert.neural.tasks as tasks
+def _fixed_batch_losses(
+    kind: str, speech_file: Path, *, frames: int, items: int, lr: float, steps: int
+) -> tuple[float, float]:
+    """A fresh tiny ``kind`` trained by Adam on one batch of real speech (``items`` crops of
+    ``frames`` frames): its task loss on that batch before and after ``steps`` steps."""
     from melinvert.neural.data import Crops, load_clips
 
-    monkeypatch.setattr(tasks, "DEGLI_ROLLOUT", 1)
-    audio, nyq = Crops(load_clips([speech_file], CFG), CFG, 64).batch(step_generator(123, 0)[0], 4)
+    crops = Crops(load_clips([speech_file], CFG), CFG, frames)
+    audio, nyq = crops.batch(step_generator(123, 0)[0], items)
     torch.manual_seed(0)
-    model = build_model("degli", CFG, TINY["degli"])
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model = build_model(kind, CFG, TINY[kind])
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
 
     def loss() -> torch.Tensor:
-        return TASKS["degli"].loss(model, audio, nyq, CFG, torch.Generator().manual_seed(1))[0]
+        return TASKS[kind].loss(model, audio, nyq, CFG, torch.Generator().manual_seed(1))[0]
 
     with torch.no_grad():
         before = float(loss())
-    for _ in range(40):
+    for _ in range(steps):
         value = loss()
         opt.zero_grad()
         value.backward()
         opt.step()
     with torch.no_grad():
         after = float(loss())
+    return before, after
+
+
+def test_degli_steps_lower_its_loss_on_a_fixed_batch(speech_file: Path, monkeypatch) -> None:
+    """Each DeGLI step trains on a state after a random number of its own iterations, so fresh
+    batches show progress only after many steps; from the first state of one batch of real speech
+    (no rollout) its loss, the distance to where 4 plain iterations land, must fall through its
+    gradients. (Synthetic harmonics converge in a few iterations and leave nothing to learn.)"""
+    import melinvert.neural.tasks as tasks
+
+    monkeypatch.setattr(tasks, "DEGLI_ROLLOUT", 1)
+    before, after = _fixed_batch_losses("degli", speech_file, frames=64, items=4, lr=1e-2, steps=40)
     assert after < 0.97 * before
 
 
@@ -178,25 +189,7 @@ def test_cnn_vocoder_steps_lower_its_loss_on_a_fixed_batch(speech_file: Path) ->
     checked on one batch of real speech: its loss (log-mel L1 + spectral convergence) must fall.
     From a zero output layer a tiny model moves it slowly (-0.12% in 30 steps here; float32
     rounding is ~1e-7 of it), so the bar is a fall, not a size."""
-    from melinvert.neural.data import Crops, load_clips
-
-    audio, nyq = Crops(load_clips([speech_file], CFG), CFG, 32).batch(step_generator(123, 0)[0], 2)
-    torch.manual_seed(0)
-    model = build_model("cnn_vocoder", CFG, TINY["cnn_vocoder"])
-    opt = torch.optim.Adam(model.parameters(), lr=3e-4)
-
-    def loss() -> torch.Tensor:
-        return TASKS["cnn_vocoder"].loss(model, audio, nyq, CFG, torch.Generator().manual_seed(1))[0]
-
-    with torch.no_grad():
-        before = float(loss())
-    for _ in range(30):
-        value = loss()
-        opt.zero_grad()
-        value.backward()
-        opt.step()
-    with torch.no_grad():
-        after = float(loss())
+    before, after = _fixed_batch_losses("cnn_vocoder", speech_file, frames=32, items=2, lr=3e-4, steps=30)
     assert after < 0.9995 * before
 
 

@@ -349,13 +349,18 @@ def mel_to_hz(mels: np.ndarray | float, scale: str = "slaney") -> np.ndarray:
     return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
 
 
+def mel_band_edges(n_mels: int, fmin: float, fmax: float, scale: str = "slaney") -> np.ndarray:
+    """The filterbank's ``n_mels + 2`` band edges in Hz, float64: filter ``k`` rises from edge
+    ``k`` to its centre, edge ``k + 1``, and falls to edge ``k + 2`` (equally spaced in mel)."""
+    return mel_to_hz(np.linspace(hz_to_mel(fmin, scale), hz_to_mel(fmax, scale), n_mels + 2), scale)
+
+
 @functools.lru_cache(maxsize=32)
 def _mel_basis_np(
     sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float, scale: str, norm: str | None
 ) -> np.ndarray:
     fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
-    mel_pts = np.linspace(hz_to_mel(fmin, scale), hz_to_mel(fmax, scale), n_mels + 2)
-    hz_pts = mel_to_hz(mel_pts, scale)
+    hz_pts = mel_band_edges(n_mels, fmin, fmax, scale)
     fdiff = np.diff(hz_pts)
     ramps = hz_pts[:, None] - fft_freqs[None, :]
     lower = -ramps[:-2] / fdiff[:-1, None]

@@ -40,7 +40,7 @@ import torch
 
 from . import registry
 from .config import MelConfig, resolve_config
-from .dsp import FrameOps, as_tensor, hz_to_mel, mel_to_hz
+from .dsp import FrameOps, as_tensor, mel_band_edges
 from .errors import check, check_positive
 from .magnitude import decode_mel, nnls
 from .operator import mel_operator
@@ -166,15 +166,7 @@ def ripple_band(config: MelConfig) -> tuple[int, float] | None:
     ``None`` where the configuration lies outside the envelope the ripple prior was measured in
     (:data:`RIPPLE_STFT_HZ`, :data:`RIPPLE_SPACING_HZ`) or has fewer than 8 bins below 1 kHz.
     """
-    edges = mel_to_hz(
-        np.linspace(
-            hz_to_mel(config.fmin, config.mel_scale),
-            hz_to_mel(config.fmax_hz, config.mel_scale),
-            config.n_mels + 2,
-        ),
-        config.mel_scale,
-    )
-    centres = edges[1:-1]
+    centres = mel_band_edges(config.n_mels, config.fmin, config.fmax_hz, config.mel_scale)[1:-1]
     n_low = int((centres < RIPPLE_BAND_HZ).sum())
     if n_low < 8:
         return None
